@@ -1,0 +1,138 @@
+"""Training files from a selection: sentence-transformers, FlagEmbedding and id formats.
+
+Every format is written as JSONL (``.jsonl``, ``.jsonl.gz``) or Parquet
+(``.parquet``), atomically: a partial file never appears under the final name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from hardneg.candidates import EMPTY
+from hardneg.errors import HardnegError
+from hardneg.store import atomic_path
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flag", "ids")
+
+
+def _score(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[dict[str, Any]]:
+    """The rows of a training file.
+
+    Formats:
+        ``triplet``: ``anchor, positive, negative`` — one row per positive x negative.
+        ``n-tuple``: ``anchor, positive, negative_1 .. negative_n`` — one row per positive.
+        ``labeled-pair``: ``anchor, document, label`` (1 positive, 0 negative).
+        ``labeled-list``: ``anchor, documents, labels``.
+        ``flag``: FlagEmbedding ``query, pos, neg, pos_scores, neg_scores``.
+        ``ids``: ``query_id, positive_ids, negative_ids, positive_scores, negative_scores,
+        negative_sources`` — ids only, for Tevatron-style pipelines and audits.
+
+    Args:
+        with_scores: add a ``scores`` column (triplet and n-tuple: ``[positive, negatives...]``,
+            for MarginMSE-style distillation); labeled formats then carry scores, not labels.
+    """
+    if fmt not in FORMATS:
+        raise HardnegError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    passages, query_texts, doc_ids = data.corpus.passages, data.queries.texts, data.corpus.ids
+    rows: list[dict[str, Any]] = []
+    for i, q in enumerate(selection.query_rows.tolist()):
+        negs = [d for d in selection.negatives[i].tolist() if d != EMPTY]
+        neg_scores = [_score(s) for s, d in zip(selection.scores[i].tolist(), selection.negatives[i].tolist()) if d != EMPTY]
+        pos = data.positives[q].tolist()
+        pos_scores = [_score(s) for s in selection.positive_scores[i, : len(pos)].tolist()]
+        query = query_texts[q]
+        if fmt == "triplet":
+            for p, ps in zip(pos, pos_scores):
+                for n, ns in zip(negs, neg_scores):
+                    row = {"anchor": query, "positive": passages[p], "negative": passages[n]}
+                    if with_scores:
+                        row["scores"] = [ps, ns]
+                    rows.append(row)
+        elif fmt == "n-tuple":
+            if len(negs) != selection.negatives.shape[1]:
+                raise HardnegError(
+                    f"Query {data.queries.ids[q]!r} has {len(negs)} negatives but n-tuple needs "
+                    f"{selection.negatives.shape[1]}; use --if-short drop or pad with this format."
+                )
+            for p, ps in zip(pos, pos_scores):
+                row = {"anchor": query, "positive": passages[p]}
+                row.update({f"negative_{j + 1}": passages[n] for j, n in enumerate(negs)})
+                if with_scores:
+                    row["scores"] = [ps, *neg_scores]
+                rows.append(row)
+        elif fmt == "labeled-pair":
+            for d, label, s in [*((p, 1, ps) for p, ps in zip(pos, pos_scores)), *((n, 0, ns) for n, ns in zip(negs, neg_scores))]:
+                row = {"anchor": query, "document": passages[d]}
+                row["score" if with_scores else "label"] = s if with_scores else label
+                rows.append(row)
+        elif fmt == "labeled-list":
+            row = {"anchor": query, "documents": [passages[d] for d in pos + negs]}
+            if with_scores:
+                row["scores"] = pos_scores + neg_scores
+            else:
+                row["labels"] = [1] * len(pos) + [0] * len(negs)
+            rows.append(row)
+        elif fmt == "flag":
+            rows.append(
+                {
+                    "query": query,
+                    "pos": [passages[p] for p in pos],
+                    "neg": [passages[n] for n in negs],
+                    "pos_scores": pos_scores,
+                    "neg_scores": neg_scores,
+                }
+            )
+        else:
+            labels = selection.source_labels(i)
+            rows.append(
+                {
+                    "query_id": data.queries.ids[q],
+                    "positive_ids": [doc_ids[p] for p in pos],
+                    "negative_ids": [doc_ids[n] for n in negs],
+                    "positive_scores": pos_scores,
+                    "negative_scores": neg_scores,
+                    "negative_sources": labels[: len(negs)],
+                }
+            )
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows as JSONL(.gz) or Parquet, chosen by the file name, atomically."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not rows:
+            raise HardnegError(f"No rows to write to {path}: every query was dropped. Loosen the filters or use --if-short pad.")
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
+    elif name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        with atomic_path(path) as tmp:
+            # mtime=0 keeps gzip output byte-identical across runs
+            fh = gzip.GzipFile(tmp, "wb", mtime=0) if name.endswith(".gz") else open(tmp, "wb")
+            with fh:
+                for row in rows:
+                    fh.write((json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
+    else:
+        raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
+    logger.info("wrote %d rows to %s", len(rows), path)
+    return path
+
+
+def export(data, selection, path: str | Path, fmt: str = "triplet", *, with_scores: bool = False) -> Path:
+    """Build and write a training file; returns its path."""
+    return write_rows(build_rows(data, selection, fmt, with_scores=with_scores), path)

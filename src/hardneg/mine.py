@@ -1,0 +1,101 @@
+"""Mining end to end: candidates (cached in the run directory) → selection → report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardneg.candidates import Candidates
+from hardneg.errors import HardnegError
+from hardneg.report import MiningReport
+from hardneg.select import Selection, SelectionConfig, select_negatives
+from hardneg.store import RunDir, fingerprint, write_json
+from hardneg.text import text_keys
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class MiningResult:
+    """What one :meth:`Miner.mine` call produced."""
+
+    candidates: Candidates
+    selection: Selection
+    report: MiningReport
+    reused_candidates: bool
+
+
+class Miner:
+    """A mining pipeline, prepared once and applied to any data.
+
+    Args:
+        retriever: where candidates come from (:mod:`hardneg.retrieve`).
+        selection: how candidates become negatives.
+        depth: candidates kept per query; default ``max(100, range_max + 10)``. Saved
+            candidates are reused when data, retriever and depth are unchanged.
+        run_dir: where embeddings, candidates and the report are kept; None keeps
+            nothing (every call recomputes).
+        show_progress: tqdm bars on long stages.
+    """
+
+    def __init__(
+        self,
+        retriever,
+        selection: SelectionConfig | None = None,
+        *,
+        depth: int | None = None,
+        run_dir: str | Path | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.retriever = retriever
+        self.selection = selection or SelectionConfig()
+        if depth is None:
+            depth = max(DEFAULT_DEPTH, (self.selection.range_max or 0) + 10)
+        if depth < self.selection.num_negatives:
+            raise HardnegError(f"depth {depth} is below num_negatives {self.selection.num_negatives}; raise --depth.")
+        if self.selection.range_max is not None and self.selection.range_max > depth:
+            raise HardnegError(f"range_max {self.selection.range_max} exceeds depth {depth}; raise --depth.")
+        self.depth = depth
+        self.run_dir = RunDir(run_dir) if run_dir is not None else None
+        self.show_progress = show_progress
+
+    def candidates(self, data) -> tuple[Candidates, bool]:
+        """Retrieve candidates, or load them from the run directory. Returns ``(candidates, reused)``."""
+        if self.run_dir is None:
+            return self.retriever.retrieve(data, self.depth, show_progress=self.show_progress), False
+        key = fingerprint(data.fingerprint(), self.retriever.key(), self.depth)
+        path = self.run_dir.candidates(key)
+        if path.exists():
+            logger.info("reusing candidates %s (same data, retriever and depth)", path)
+            return Candidates.load(path), True
+        found = self.retriever.retrieve(data, self.depth, run_dir=self.run_dir, show_progress=self.show_progress)
+        found.save(path)
+        write_json(
+            self.run_dir.candidates_manifest(key),
+            {"data": data.source, "data_fingerprint": data.fingerprint(), "method": found.method,
+             "retriever_key": self.retriever.key(), "depth": self.depth},
+        )
+        return found, False
+
+    def select(self, data, candidates: Candidates) -> Selection:
+        """Apply the selection settings to candidates of ``data``."""
+        return select_negatives(candidates, data.positives, text_keys(data.corpus.passages), self.selection)
+
+    def mine(self, data) -> MiningResult:
+        """Candidates, selection and report for ``data``; the report is saved in the run dir."""
+        t0 = time.perf_counter()
+        found, reused = self.candidates(data)
+        t1 = time.perf_counter()
+        selection = self.select(data, found)
+        t2 = time.perf_counter()
+        report = MiningReport.build(
+            data, found, selection, self.selection, reused=reused,
+            seconds={"candidates": t1 - t0, "selection": t2 - t1},
+        )
+        if self.run_dir is not None:
+            report.save(self.run_dir.report)
+        return MiningResult(found, selection, report, reused)

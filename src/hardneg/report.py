@@ -1,0 +1,128 @@
+"""The mining report: what each filter dropped and where the scores lie."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.candidates import EMPTY
+from hardneg.store import write_json
+
+
+def score_stats(values: np.ndarray) -> dict[str, float | int | None]:
+    """Count, mean and quantiles of the finite values."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return {"count": 0, "mean": None, "p05": None, "p25": None, "p50": None, "p75": None, "p95": None}
+    q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {
+        "count": int(len(v)),
+        "mean": round(float(v.mean()), 6),
+        **{k: round(float(x), 6) for k, x in zip(("p05", "p25", "p50", "p75", "p95"), q)},
+    }
+
+
+def histogram(groups: dict[str, np.ndarray], bins: int = 30) -> dict[str, Any]:
+    """Histograms of several score groups on shared bin edges."""
+    finite = [g[np.isfinite(g)] for g in groups.values()]
+    allv = np.concatenate(finite) if finite else np.empty(0)
+    if not len(allv):
+        return {"edges": [], **{k: [] for k in groups}}
+    lo, hi = float(allv.min()), float(allv.max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    out: dict[str, Any] = {"edges": [round(float(e), 6) for e in edges]}
+    for name, v in zip(groups, finite):
+        out[name] = np.histogram(v, bins=edges)[0].tolist()
+    return out
+
+
+@dataclass
+class MiningReport:
+    """Counts and score distributions of one mining run (JSON-ready)."""
+
+    data: str
+    method: str
+    n_queries: int
+    n_docs: int
+    depth: int
+    reused_candidates: bool
+    selection: dict[str, Any]
+    candidates: int
+    dropped: dict[str, int]
+    queries: dict[str, int]
+    scores: dict[str, dict[str, Any]]
+    histogram: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    output: str | None = None
+
+    @classmethod
+    def build(cls, data, candidates, selection, config, *, reused: bool, seconds: dict[str, float]) -> MiningReport:
+        """Summarise ``selection`` (made from ``candidates`` with ``config``)."""
+        positive = candidates.positive_scores.reshape(-1)
+        kept = selection.scores[selection.negatives != EMPTY]
+        retrieved = candidates.scores[candidates.doc_ids != EMPTY]
+        return cls(
+            data=data.source,
+            method=candidates.method,
+            n_queries=len(data.queries),
+            n_docs=len(data.corpus),
+            depth=candidates.depth,
+            reused_candidates=reused,
+            selection=config.to_dict(),
+            candidates=selection.n_candidates,
+            dropped=dict(selection.dropped),
+            queries=dict(selection.queries),
+            scores={
+                "positive": score_stats(positive),
+                "retrieved": score_stats(retrieved),
+                "negative": score_stats(kept),
+            },
+            histogram=histogram({"positive": positive, "negative": kept}),
+            seconds={k: round(v, 3) for k, v in seconds.items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> MiningReport:
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def format_table(self) -> str:
+        """A plain-text summary for the terminal."""
+        lines = [
+            f"data      {self.data}",
+            f"method    {self.method} (depth {self.depth}, "
+            f"{'reused saved candidates' if self.reused_candidates else 'fresh candidates'})",
+            f"queries   {self.n_queries}   documents {self.n_docs}",
+            "",
+            f"{'stage':<18}{'dropped':>10}{'left':>10}",
+            f"{'retrieved':<18}{'':>10}{self.candidates:>10}",
+        ]
+        left = self.candidates
+        for stage, n in self.dropped.items():
+            left -= n
+            lines.append(f"{stage:<18}{n:>10}{left:>10}")
+        q = self.queries
+        lines += [
+            "",
+            f"queries kept {q['total'] - q['dropped']} of {q['total']}: full {q['full']}, padded {q['padded']}, "
+            f"short kept {q['short_kept']}, dropped {q['dropped']}",
+            "",
+            f"{'scores':<12}{'count':>8}{'mean':>10}{'p05':>10}{'p50':>10}{'p95':>10}",
+        ]
+        for name, s in self.scores.items():
+            fmt = lambda x: f"{x:>10.4f}" if x is not None else f"{'-':>10}"  # noqa: E731
+            lines.append(f"{name:<12}{s['count']:>8}{fmt(s['mean'])}{fmt(s['p05'])}{fmt(s['p50'])}{fmt(s['p95'])}")
+        if self.seconds:
+            lines += ["", "time      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
+        if self.output:
+            lines.append(f"output    {self.output}")
+        return "\n".join(lines)

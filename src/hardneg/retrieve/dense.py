@@ -1,0 +1,114 @@
+"""Dense candidates: encode (cached, resumable), index, search."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hardneg.candidates import Candidates, positive_score_matrix
+from hardneg.retrieve.encoder import Encoder
+from hardneg.retrieve.search import IndexConfig, build_index, search
+from hardneg.store import RunDir, atomic_path, fingerprint, texts_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+class DenseRetriever:
+    """Embedding-similarity candidates (cosine: embeddings are L2-normalised)."""
+
+    name = "dense"
+
+    def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 2048) -> None:
+        self.encoder = encoder
+        self.index = index or IndexConfig()
+        self.shard_size = shard_size
+
+    def key(self) -> str:
+        return fingerprint("dense", self.encoder.key(), self.index.to_dict())
+
+    def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
+        """Query and document embeddings, from the run directory's cache when present."""
+        docs = cached_encode(
+            self.encoder.encode_documents, data.corpus.passages, f"doc-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding documents",
+        )
+        queries = cached_encode(
+            self.encoder.encode_queries, data.queries.texts, f"query-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding queries",
+        )
+        return queries, docs
+
+    def retrieve(self, data, depth: int, *, run_dir: RunDir | None = None, show_progress: bool = True) -> Candidates:
+        queries, docs = self.embed(data, run_dir=run_dir, show_progress=show_progress)
+        index = build_index(docs, self.index)
+        doc_ids, scores = search(index, queries, depth, block_size=self.index.block_size, show_progress=show_progress)
+        return Candidates.from_single(
+            self.name, data.queries.ids, doc_ids, scores, positive_similarities(queries, docs, data.positives)
+        )
+
+
+def positive_similarities(queries: np.ndarray, docs: np.ndarray, positives: tuple[np.ndarray, ...]) -> np.ndarray:
+    """NaN-padded ``float32[n, p]`` inner products of each query with its positives."""
+    rows = np.repeat(np.arange(len(positives)), [len(p) for p in positives])
+    cols = np.concatenate(positives) if positives else np.empty(0, np.int64)
+    flat = np.einsum("ij,ij->i", queries[rows], docs[cols]) if len(cols) else np.empty(0, np.float32)
+    return positive_score_matrix(positives, flat)
+
+
+def cached_encode(
+    encode: Callable[..., np.ndarray],
+    texts: Sequence[str],
+    role: str,
+    run_dir: RunDir | None,
+    shard_size: int,
+    show_progress: bool,
+    desc: str,
+) -> np.ndarray:
+    """Encode ``texts`` in shards saved to the run directory; resume after a kill.
+
+    The cache key combines ``role`` (which carries the encoder fingerprint) with a hash
+    of the texts, so other texts or another model never hit a stale file.
+    """
+    texts = list(texts)
+    if run_dir is None:
+        return encode(texts, show_progress=show_progress)
+    key = f"{role}-{texts_fingerprint(texts)}"
+    final = run_dir.embeddings(key)
+    if final.exists():
+        logger.info("%s: reusing cached embeddings %s", desc, final.name)
+        return np.load(final, mmap_mode="r")
+    # Shard in length order so each forward pass pads little, then restore input order.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    texts = [texts[i] for i in order]
+    parts_dir = run_dir.embedding_parts(key)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    starts = range(0, len(texts), shard_size)
+    done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
+    if done:
+        logger.info("%s: resuming, %d of %d shards already encoded", desc, done, len(starts))
+    shards = []
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
+        for i, start in enumerate(starts):
+            shard_path = parts_dir / f"{i:05d}.npy"
+            chunk = texts[start : start + shard_size]
+            if shard_path.exists():
+                emb = np.load(shard_path)
+            else:
+                emb = encode(chunk, show_progress=False)
+                with atomic_path(shard_path) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, emb)
+            shards.append(emb)
+            bar.update(len(chunk))
+    out = np.empty((len(texts), shards[0].shape[1]) if shards else (0, 0), dtype=np.float32)
+    if shards:
+        out[order] = np.concatenate(shards)
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, out)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return out

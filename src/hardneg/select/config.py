@@ -1,0 +1,90 @@
+"""Selection settings: which candidates become negatives, and how many."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from hardneg.errors import HardnegError
+
+Sampling = Literal["top", "random", "simans"]
+IfShort = Literal["drop", "pad", "keep"]
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How candidates are filtered and sampled into negatives.
+
+    Attributes:
+        num_negatives: negatives per query.
+        range_min: skip the first ``range_min`` non-positive candidates (the likeliest
+            false negatives).
+        range_max: consider only the first ``range_max`` non-positive candidates.
+        min_score: drop candidates scoring below this.
+        max_score: drop candidates scoring above this.
+        absolute_margin: keep a candidate only if ``score + margin <= positive_score``
+            (NV-Retriever TopK-MarginPos).
+        relative_margin: keep a candidate only if
+            ``score <= positive_score - |positive_score| * margin`` (TopK-PercPos; 0.05
+            keeps negatives below 95 % of a positive positive score).
+            With several positives, ``positive_score`` is the lowest of them.
+        sampling: ``top`` takes the best-ranked survivors; ``random`` samples them
+            uniformly; ``simans`` samples with probability
+            ``exp(-a * (score - positive_score - b) ** 2)`` (peaked near the positive).
+        simans_a: SimANS sharpness ``a``; scale it to your score range (cosine
+            scores: 10-100; BM25 scores: ~0.1).
+        simans_b: SimANS offset ``b``: where, relative to the positive, the peak sits.
+        if_short: a query with fewer survivors than ``num_negatives`` is dropped
+            (``drop``), filled up with random non-positive documents (``pad``), or
+            kept with fewer negatives (``keep``; only for list formats).
+        dedupe_texts: also drop candidates whose normalised text equals a positive's,
+            and repeats of an earlier candidate's text.
+        seed: seed for ``random``, ``simans`` and padding; equal seeds give equal output.
+
+    References:
+        Moreira et al., "NV-Retriever: Improving text embedding models with effective
+        hard-negative mining", 2024. Zhou et al., "SimANS: Simple Ambiguous Negatives
+        Sampling for Dense Text Retrieval", EMNLP 2022.
+    """
+
+    num_negatives: int = 3
+    range_min: int = 0
+    range_max: int | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    sampling: Sampling = "top"
+    simans_a: float = 20.0
+    simans_b: float = 0.0
+    if_short: IfShort = "drop"
+    dedupe_texts: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_negatives < 1:
+            raise HardnegError(f"num_negatives must be at least 1, got {self.num_negatives}.")
+        if self.range_min < 0:
+            raise HardnegError(f"range_min must be >= 0, got {self.range_min}.")
+        if self.range_max is not None and self.range_max - self.range_min < self.num_negatives:
+            raise HardnegError(
+                f"The rank window [{self.range_min}, {self.range_max}) holds fewer than num_negatives="
+                f"{self.num_negatives} candidates; raise range_max or lower range_min/num_negatives."
+            )
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            raise HardnegError(f"min_score {self.min_score} is above max_score {self.max_score}; swap them.")
+        if self.sampling not in ("top", "random", "simans"):
+            raise HardnegError(f"sampling must be one of top, random, simans; got {self.sampling!r}.")
+        if self.if_short not in ("drop", "pad", "keep"):
+            raise HardnegError(f"if_short must be one of drop, pad, keep; got {self.if_short!r}.")
+        if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
+            raise HardnegError(f"relative_margin is a fraction in [0, 1), got {self.relative_margin}.")
+        if self.simans_a <= 0:
+            raise HardnegError(f"simans_a must be positive, got {self.simans_a}.")
+
+    @property
+    def needs_positive_scores(self) -> bool:
+        return self.absolute_margin is not None or self.relative_margin is not None or self.sampling == "simans"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

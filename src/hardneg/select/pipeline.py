@@ -1,0 +1,181 @@
+"""From candidates to negatives: filters in a fixed order, each counted, then sampling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hardneg.candidates import EMPTY, Candidates
+from hardneg.errors import HardnegError
+from hardneg.select import filters
+from hardneg.select.config import SelectionConfig
+from hardneg.select.sample import gumbel_top, pad_rows, simans_log_weights, take_top
+
+logger = logging.getLogger(__name__)
+
+PADDING_SOURCE = "random"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Negatives chosen for each kept query.
+
+    Attributes:
+        query_rows: ``int32[m]`` rows of the kept queries (into ``RetrievalData.queries``).
+        negatives: ``int32[m, num_negatives]`` corpus rows in ranking order; ``-1`` only
+            with ``if_short="keep"``.
+        scores: ``float32[m, num_negatives]`` the candidates' scores (NaN for padding).
+        sources: ``uint8[m, num_negatives]`` bit set over ``source_names`` saying which
+            retrievers returned each negative.
+        source_names: bit ``i`` of ``sources`` stands for ``source_names[i]``; the last
+            name is ``random`` (padding).
+        positive_scores: ``float32[m, p]`` candidate-similarity of each kept query's positives.
+        n_candidates: non-empty candidate slots before any filter.
+        dropped: per filter, in the order applied, how many candidates it removed;
+            ``not_sampled`` counts survivors the sampler did not take.
+        queries: counts of queries ``total``, ``full``, ``padded``, ``short_kept``,
+            ``dropped``.
+    """
+
+    query_rows: np.ndarray
+    negatives: np.ndarray
+    scores: np.ndarray
+    sources: np.ndarray
+    source_names: tuple[str, ...]
+    positive_scores: np.ndarray
+    n_candidates: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    queries: dict[str, int] = field(default_factory=dict)
+
+    def source_labels(self, row: int) -> list[str]:
+        """Human labels of row ``row``'s negatives, e.g. ``["bm25+dense", "dense"]``."""
+        labels = []
+        for bits in self.sources[row].tolist():
+            labels.append("+".join(n for i, n in enumerate(self.source_names) if bits >> i & 1))
+        return labels
+
+
+def select_negatives(
+    candidates: Candidates,
+    positives: tuple[np.ndarray, ...],
+    text_keys: np.ndarray,
+    config: SelectionConfig,
+) -> Selection:
+    """Apply the selection pipeline.
+
+    Order: drop positives by id → by normalised text → repeated texts → rank window
+    (ranks among the surviving candidates) → ``max_score`` → ``min_score`` → absolute
+    margin → relative margin → sample ``num_negatives`` → handle short queries.
+
+    Args:
+        candidates: retrieved candidates, rows aligned with ``positives``.
+        positives: per query, its positive corpus rows.
+        text_keys: ``int64[n_docs]`` normalised-text keys (:func:`hardneg.text.text_keys`).
+        config: the selection settings.
+    """
+    doc_ids, scores = candidates.doc_ids, candidates.scores
+    if len(positives) != doc_ids.shape[0]:
+        raise HardnegError(
+            f"{doc_ids.shape[0]} candidate rows but {len(positives)} queries with positives: the candidates "
+            "were mined for other data. Mine again, or use a fresh --run-dir."
+        )
+    alive = doc_ids != EMPTY
+    dropped: dict[str, int] = {}
+
+    def drop(name: str, fails: np.ndarray) -> None:
+        nonlocal alive
+        hit = alive & fails
+        dropped[name] = int(hit.sum())
+        alive = alive & ~hit
+
+    total = int(alive.sum())
+    drop("positive_id", filters.is_positive(doc_ids, positives))
+    if config.dedupe_texts:
+        drop("positive_text", filters.has_positive_text(doc_ids, positives, text_keys))
+        drop("duplicate_text", filters.repeats_earlier_text(doc_ids, alive, text_keys))
+    if config.range_min or config.range_max is not None:
+        drop("rank_window", filters.outside_rank_window(alive, config.range_min, config.range_max))
+    if config.max_score is not None:
+        drop("max_score", filters.above_max_score(scores, config.max_score))
+    if config.min_score is not None:
+        drop("min_score", filters.below_min_score(scores, config.min_score))
+
+    positive_ref = filters.reference_positive_score(candidates.positive_scores)
+    if config.needs_positive_scores and np.isnan(positive_ref).any():
+        missing = candidates.query_ids[int(np.flatnonzero(np.isnan(positive_ref))[0])]
+        raise HardnegError(
+            f"Margins and SimANS need each query's positive score, but query {missing!r} has none. "
+            "Candidates from this retriever carry no positive scores; use --retriever bm25 or dense."
+        )
+    if config.absolute_margin is not None:
+        drop("absolute_margin", filters.within_absolute_margin(scores, positive_ref, config.absolute_margin))
+    if config.relative_margin is not None:
+        drop("relative_margin", filters.within_relative_margin(scores, positive_ref, config.relative_margin))
+
+    rng = np.random.default_rng(config.seed)
+    n = config.num_negatives
+    if config.sampling == "top":
+        cols = take_top(alive, n)
+    elif config.sampling == "random":
+        cols = gumbel_top(alive, np.zeros(alive.shape), n, rng)
+    else:
+        log_w = simans_log_weights(np.nan_to_num(scores, nan=0.0), positive_ref, config.simans_a, config.simans_b)
+        cols = gumbel_top(alive, log_w, n, rng)
+    dropped["not_sampled"] = int(alive.sum() - (cols >= 0).sum())
+
+    rows = np.arange(doc_ids.shape[0])[:, None]
+    safe = np.maximum(cols, 0)
+    negatives = np.where(cols >= 0, doc_ids[rows, safe], EMPTY).astype(np.int32)
+    neg_scores = np.where(cols >= 0, scores[rows, safe], np.nan).astype(np.float32)
+    source_names = (*candidates.sources, PADDING_SOURCE)
+    sources = np.zeros(cols.shape, dtype=np.uint8)
+    for bit, name in enumerate(candidates.sources):
+        found = candidates.source_ranks[name][rows, safe] >= 0
+        sources |= np.where((cols >= 0) & found, np.uint8(1 << bit), np.uint8(0))
+
+    count = (cols >= 0).sum(axis=1)
+    short = np.flatnonzero(count < n)
+    keep = np.ones(doc_ids.shape[0], dtype=bool)
+    padded = 0
+    if config.if_short == "drop":
+        keep[short] = False
+    elif config.if_short == "pad" and len(short):
+        added = pad_rows(
+            [negatives[r, : count[r]] for r in short],
+            [text_keys[positives[r]] if config.dedupe_texts else np.empty(0, np.int64) for r in short],
+            text_keys if config.dedupe_texts else np.arange(len(text_keys), dtype=np.int64),
+            n,
+            rng,
+        )
+        pad_bit = np.uint8(1 << (len(source_names) - 1))
+        for r, extra in zip(short, added):
+            start = count[r]
+            negatives[r, start : start + len(extra)] = extra
+            sources[r, start : start + len(extra)] = pad_bit
+            padded += int(len(extra) > 0)
+            if start + len(extra) < n:
+                keep[r] = False
+        if padded:
+            logger.info("padded %d queries with random negatives", padded)
+    query_rows = np.flatnonzero(keep).astype(np.int32)
+    queries = {
+        "total": int(doc_ids.shape[0]),
+        "full": int(doc_ids.shape[0] - len(short)),
+        "padded": padded,
+        "short_kept": int(len(short) - padded) if config.if_short == "keep" else 0,
+        "dropped": int((~keep).sum()),
+    }
+    logger.info("selected negatives for %d of %d queries (%d candidates)", len(query_rows), doc_ids.shape[0], total)
+    return Selection(
+        query_rows=query_rows,
+        negatives=negatives[query_rows],
+        scores=neg_scores[query_rows],
+        sources=sources[query_rows],
+        source_names=source_names,
+        positive_scores=candidates.positive_scores[query_rows],
+        n_candidates=total,
+        dropped=dropped,
+        queries=queries,
+    )

@@ -1,0 +1,102 @@
+"""Run directory: fingerprints, cached artefacts and atomic writes.
+
+Everything expensive (embeddings, candidates) is saved under a key made from what
+produced it, so a rerun with other selection settings reuses it and a changed
+model, prompt or corpus never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A killed or failing writer never leaves a partial file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """Write JSON atomically (sorted keys, so equal payloads give equal bytes)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short, stable hex key for a tuple of JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def texts_fingerprint(texts: Any) -> str:
+    """Hash a sequence of strings (order matters)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()[:16]
+
+
+class RunDir:
+    """A folder holding one mining run's reusable artefacts.
+
+    Layout::
+
+        embeddings/<key>.npy          encoded texts (one file per encoder x text set)
+        embeddings/<key>.parts/       shards of an unfinished encoding (resume point)
+        candidates/<key>.parquet      retrieved candidates
+        candidates/<key>.json         what produced them
+        report.json                   the last mining report
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def embeddings(self, key: str) -> Path:
+        return self.path / "embeddings" / f"{key}.npy"
+
+    def embedding_parts(self, key: str) -> Path:
+        return self.path / "embeddings" / f"{key}.parts"
+
+    def candidates(self, key: str) -> Path:
+        return self.path / "candidates" / f"{key}.parquet"
+
+    def candidates_manifest(self, key: str) -> Path:
+        return self.path / "candidates" / f"{key}.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.json"
+
+    def latest_candidates(self) -> Path:
+        """The candidates file written last (for commands that take only a run dir)."""
+        files = sorted((self.path / "candidates").glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+        if not files:
+            from hardneg.errors import HardnegError
+
+            raise HardnegError(f"{self.path} holds no candidates; run `hardneg mine ... --run-dir {self.path}` first.")
+        return files[-1]
