@@ -122,11 +122,12 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
             pq.write_table(pa.Table.from_pylist(rows), tmp)
     elif name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
         with atomic_path(path) as tmp:
-            # mtime=0 keeps gzip output byte-identical across runs
-            fh = gzip.GzipFile(tmp, "wb", mtime=0) if name.endswith(".gz") else open(tmp, "wb")
-            with fh:
-                for row in rows:
-                    fh.write((json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
+            with open(tmp, "wb") as raw:
+                # no file name and mtime 0 in the gzip header: byte-identical output across runs
+                fh = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if name.endswith(".gz") else raw
+                with fh:
+                    for row in rows:
+                        fh.write((json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
     else:
         raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
     logger.info("wrote %d rows to %s", len(rows), path)

@@ -30,7 +30,7 @@ class IndexConfig:
             lists, approximate).
         hnsw_m: HNSW links per node.
         ef_construction, ef_search: HNSW build and search breadth (higher: more exact).
-        nlist: IVF cells; default ``4 * sqrt(n_docs)``.
+        nlist: IVF cells; default ``4 * sqrt(n_docs)`` (at most ``n_docs / 39``).
         nprobe: IVF cells visited per query.
         block_size: queries searched per block.
     """
@@ -71,7 +71,8 @@ def build_index(doc_embeddings: np.ndarray, config: IndexConfig):
         index.hnsw.efConstruction = config.ef_construction
         index.hnsw.efSearch = config.ef_search
     else:
-        nlist = config.nlist or max(1, int(4 * np.sqrt(n)))
+        # FAISS wants >= 39 training points per cell
+        nlist = config.nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
         if nlist > n:
             raise HardnegError(f"IVF needs nlist <= n_docs; got nlist={nlist} for {n} documents. Lower --nlist.")
         quantizer = faiss.IndexFlatIP(dim)
@@ -99,9 +100,18 @@ def search(
     for start in range(0, n, block_size):
         block = np.ascontiguousarray(query_embeddings[start : start + block_size], dtype=np.float32)
         block_scores, block_ids = index.search(block, k_eff)  # (block, k_eff)
+        block_ids, block_scores = _order_ties_by_id(block_ids, block_scores)
         found = block_ids >= 0
         ids[start : start + len(block), :k_eff] = np.where(found, block_ids, EMPTY)
         scores[start : start + len(block), :k_eff] = np.where(found, block_scores, np.nan)
         bar.update(len(block))
     bar.close()
     return ids, scores
+
+
+def _order_ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Re-sort each row by (score descending, id ascending), misses last: FAISS leaves tie order open."""
+    key_scores = np.where(ids >= 0, -scores, np.inf)
+    key_ids = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
+    order = np.lexsort((key_ids, key_scores), axis=-1)  # row-wise
+    return np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)

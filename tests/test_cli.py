@@ -1,0 +1,91 @@
+"""End to end: the `hardneg` command on the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hardneg.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hardneg.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_help_lists_every_mining_flag():
+    out = run_cli("mine", "--help")
+    assert out.returncode == 0
+    for flag in ("--split", "--retriever", "--model", "--num-negatives", "--range-min", "--range-max",
+                 "--relative-margin", "--absolute-margin", "--max-score", "--sampling", "--seed",
+                 "--format", "--output", "--run-dir", "examples:"):
+        assert flag in out.stdout, flag
+
+
+def test_bm25_mining_end_to_end(tmp_path, tiny_dir):
+    out_file = tmp_path / "train.jsonl"
+    proc = run_cli("mine", str(tiny_dir), "--split", "train", "--retriever", "bm25", "--num-negatives", "3",
+                   "--range-min", "1", "--format", "ids", "--output", str(out_file), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert rows and all(len(r["negative_ids"]) == 3 for r in rows)
+    assert all(not set(r["negative_ids"]) & set(r["positive_ids"]) for r in rows)
+    assert "rank_window" in proc.stdout and "queries kept" in proc.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["method"] == "bm25" and report["output"] == str(out_file)
+
+
+def test_dense_rerun_with_new_selection_reuses_candidates(tmp_path, tiny_dir, minilm_path):
+    common = ["mine", str(tiny_dir), "--retriever", "dense", "--model", minilm_path, "--format", "flag",
+              "--run-dir", str(tmp_path / "run")]
+    t0 = time.perf_counter()
+    first = run_cli(*common, "--num-negatives", "3", "--output", str(tmp_path / "a.jsonl"))
+    cold = time.perf_counter() - t0
+    assert first.returncode == 0, first.stderr
+    second = run_cli(*common, "--num-negatives", "2", "--relative-margin", "0.05", "--output", str(tmp_path / "b.jsonl"))
+    assert second.returncode == 0, second.stderr
+    assert "reused saved candidates" in second.stdout + second.stderr
+    assert "Encoding" not in second.stderr  # nothing was encoded again
+    rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    # TopK-PercPos held in the output: every negative below 95 % of its positive
+    for r in rows:
+        ref = min(r["pos_scores"])
+        assert all(s <= ref - abs(ref) * 0.05 + 1e-6 for s in r["neg_scores"])
+    assert cold > 0
+
+
+def test_same_seed_same_bytes(tmp_path, tiny_dir):
+    outs = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.parquet"
+        assert main(["-q", "mine", str(tiny_dir), "--sampling", "random", "--seed", "3", "--format", "triplet",
+                     "--output", str(path), "--run-dir", str(tmp_path / f"run-{name}")]) == 0
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["mine", "nope/missing", "--output", "x.jsonl"], "nope/missing"),
+        (["mine", "{tiny}", "--retriever", "dense", "--output", "x.jsonl"], "--model"),
+        (["mine", "{tiny}", "--split", "validation", "--output", "x.jsonl"], "validation"),
+        (["mine", "{tiny}", "--range-min", "5", "--range-max", "6", "--num-negatives", "3", "--output", "x.jsonl"], "rank window"),
+        (["mine", "{tiny}", "--output", "x.csv"], ".jsonl"),
+    ],
+)
+def test_bad_input_gives_a_one_line_error(tmp_path, tiny_dir, capsys, args, message):
+    args = [a.replace("{tiny}", str(tiny_dir)) for a in args]
+    args = [str(tmp_path / a) if a.startswith("x.") else a for a in args]
+    assert main(["-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hardneg: error:") and message in err
+    assert "Traceback" not in err

@@ -1,0 +1,86 @@
+"""The mining pipeline: caching in the run directory, resume, determinism, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardneg import BM25Retriever, Miner, SelectionConfig
+from hardneg.errors import HardnegError
+from hardneg.retrieve.dense import DenseRetriever, cached_encode
+from hardneg.store import RunDir
+
+
+def test_selection_only_rerun_reuses_candidates_and_embeddings(tmp_path, tiny_train, fake_encoder):
+    retriever = DenseRetriever(fake_encoder)
+    first = Miner(retriever, SelectionConfig(num_negatives=3), run_dir=tmp_path, show_progress=False).mine(tiny_train)
+    calls = fake_encoder.calls
+    assert not first.reused_candidates and calls > 0
+    second = Miner(
+        retriever, SelectionConfig(num_negatives=2, relative_margin=0.05), run_dir=tmp_path, show_progress=False
+    ).mine(tiny_train)
+    assert second.reused_candidates and fake_encoder.calls == calls
+    np.testing.assert_array_equal(second.candidates.doc_ids, first.candidates.doc_ids)
+    assert second.report.dropped["relative_margin"] > 0
+
+
+def test_changed_model_never_reuses_stale_candidates(tmp_path, tiny_train, fake_encoder):
+    from conftest import FakeEncoder
+
+    Miner(DenseRetriever(fake_encoder), run_dir=tmp_path, show_progress=False).mine(tiny_train)
+    other = FakeEncoder(salt="finetuned")
+    result = Miner(DenseRetriever(other), run_dir=tmp_path, show_progress=False).mine(tiny_train)
+    assert not result.reused_candidates and other.calls > 0
+
+
+def test_embeddings_cache_resumes_after_a_kill(tmp_path, fake_encoder):
+    texts = [f"text number {i} about topic {i % 7}" for i in range(50)]
+    run_dir = RunDir(tmp_path)
+
+    class Killed(Exception):
+        pass
+
+    def dying_encode(chunk, show_progress=False):
+        if dying_encode.calls == 2:
+            raise Killed
+        dying_encode.calls += 1
+        return fake_encoder.encode_documents(chunk)
+
+    dying_encode.calls = 0
+    with pytest.raises(Killed):
+        cached_encode(dying_encode, texts, "doc-x", run_dir, 16, False, "test")
+    assert not list((tmp_path / "embeddings").glob("*.npy")), "no final file after a kill"
+    done_before = fake_encoder.texts_encoded
+    resumed = cached_encode(fake_encoder.encode_documents, texts, "doc-x", run_dir, 16, False, "test")
+    # two shards of 16 were saved; only the remaining 18 texts are encoded again
+    assert fake_encoder.texts_encoded - done_before == 18
+    np.testing.assert_allclose(resumed, fake_encoder.encode_documents(texts), atol=1e-7)
+
+
+def test_same_seed_gives_identical_selection(tiny_train):
+    config = SelectionConfig(num_negatives=4, sampling="random", seed=11)
+    retriever = BM25Retriever()
+    a = Miner(retriever, config, show_progress=False).mine(tiny_train).selection
+    b = Miner(retriever, config, show_progress=False).mine(tiny_train).selection
+    assert (a.negatives == b.negatives).all() and (a.query_rows == b.query_rows).all()
+
+
+def test_report_counts_add_up(tiny_train, tmp_path):
+    config = SelectionConfig(num_negatives=3, range_min=1, range_max=20, max_score=30.0)
+    result = Miner(BM25Retriever(), config, run_dir=tmp_path, show_progress=False).mine(tiny_train)
+    report = result.report
+    chosen = int((result.selection.negatives >= 0).sum())
+    dropped_queries = report.queries["dropped"]
+    assert report.candidates - sum(report.dropped.values()) >= chosen
+    assert report.queries["total"] == len(tiny_train.queries)
+    assert report.scores["negative"]["count"] == chosen
+    assert (tmp_path / "report.json").exists()
+    table = report.format_table()
+    for stage in ("positive_id", "rank_window", "max_score"):
+        assert stage in table
+    assert dropped_queries == report.queries["total"] - len(result.selection.query_rows)
+
+
+def test_depth_must_cover_range_max():
+    with pytest.raises(HardnegError, match="depth"):
+        Miner(BM25Retriever(), SelectionConfig(range_max=500), depth=100)
