@@ -30,10 +30,10 @@ candidates (and embeddings) and takes seconds.
 """
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, default_split: str = "train") -> None:
     g = p.add_argument_group("data")
     g.add_argument("data", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a pairs file (.jsonl/.csv/.parquet)")
-    g.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
+    g.add_argument("--split", default=default_split, help=f"qrels split of a BEIR folder (default: {default_split})")
     g.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
     g.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
     g.add_argument("--corpus", help="corpus for a pairs file (corpus.jsonl or one passage per line); default: the positives")
@@ -101,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--output", "-o", required=True, help="file to write: .jsonl, .jsonl.gz or .parquet")
     out.add_argument("--with-scores", action="store_true", help="add retriever scores to triplet/n-tuple/labeled rows")
     mine.set_defaults(func=cmd_mine)
+
+    ev = sub.add_parser(
+        "eval", help="nDCG@10, Recall@10/100, MRR@10 and MAP of a model or BM25 on a split",
+        description="Retrieve the top documents for every query of a split and score them against its qrels "
+        "(pytrec_eval). Positives stay in the ranking.",
+    )
+    _add_data_args(ev, default_split="test")
+    _add_retriever_args(ev)
+    ev.add_argument("--json", action="store_true", help="print one JSON object with the metrics, nothing else")
+    ev.set_defaults(func=cmd_eval)
+
+    from hardneg.score.cli import register as register_teacher_commands
+    from hardneg.train.cli import register as register_training_commands
+
+    register_teacher_commands(sub)
+    register_training_commands(sub)
     return parser
 
 
@@ -175,10 +191,28 @@ def cmd_mine(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    import json
+
+    from hardneg.evaluate import MEASURES, evaluate_retriever
+
+    data = load_data(args)
+    metrics = evaluate_retriever(make_retriever(args), data, depth=args.depth or 100,
+                                 show_progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    else:
+        print(f"{data.source}: {len(data.queries)} queries, {len(data.corpus)} documents")
+        for key in MEASURES:
+            print(f"{key:<12}{metrics[key]:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    quiet = args.quiet or getattr(args, "json", False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
     except HardnegError as exc:

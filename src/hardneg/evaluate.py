@@ -1,0 +1,101 @@
+"""Retrieval metrics: nDCG@10, Recall@10/100, MRR@10 and MAP, computed by pytrec_eval.
+
+Prepare once, apply many: an :class:`Evaluator` holds the qrels and scores any
+number of runs (a training loop evaluates every refresh with the same object).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+
+from hardneg.candidates import EMPTY, Candidates
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger(__name__)
+
+# our key -> (pytrec_eval measure, its result key)
+MEASURES: dict[str, tuple[str, str]] = {
+    "ndcg@10": ("ndcg_cut.10", "ndcg_cut_10"),
+    "recall@10": ("recall.10", "recall_10"),
+    "recall@100": ("recall.100", "recall_100"),
+    "mrr@10": ("recip_rank", "recip_rank"),  # computed on the run cut at 10
+    "map": ("map", "map"),
+}
+
+Run = Mapping[str, Mapping[str, float]]
+
+
+def _pytrec_eval():
+    try:
+        import pytrec_eval
+    except ImportError as exc:
+        raise HardnegError("Evaluation needs pytrec_eval: pip install pytrec-eval-terrier (or 'hardneg[eval]').") from exc
+    return pytrec_eval
+
+
+def cut(run: Run, k: int) -> dict[str, dict[str, float]]:
+    """Keep each query's ``k`` best-scored documents (ties: document id order)."""
+    out = {}
+    for qid, docs in run.items():
+        best = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        out[qid] = dict(best)
+    return out
+
+
+class Evaluator:
+    """Scores runs against fixed qrels.
+
+    Args:
+        qrels: ``{query_id: {doc_id: grade}}`` (grades > 0 are relevant).
+
+    Queries in the qrels that a run does not mention count as zero, as in BEIR.
+    """
+
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]]) -> None:
+        if not qrels:
+            raise HardnegError("No qrels to evaluate against: the split has no judged queries.")
+        self.qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+        pytrec_eval = _pytrec_eval()
+        full = {m for key, (m, _) in MEASURES.items() if key != "mrr@10"}
+        self._full = pytrec_eval.RelevanceEvaluator(self.qrels, full)
+        self._rr = pytrec_eval.RelevanceEvaluator(self.qrels, {"recip_rank"})
+
+    def per_query(self, run: Run) -> dict[str, dict[str, float]]:
+        """Metrics per query id (every judged query, missing ones at 0)."""
+        run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in self.qrels}
+        full = self._full.evaluate(run)
+        rr = self._rr.evaluate(cut(run, 10))
+        out = {}
+        for qid in self.qrels:
+            row = {}
+            for key, (_, result_key) in MEASURES.items():
+                source = rr if key == "mrr@10" else full
+                row[key] = float(source.get(qid, {}).get(result_key, 0.0))
+            out[qid] = row
+        return out
+
+    def evaluate(self, run: Run) -> dict[str, float]:
+        """Mean of each metric over the judged queries."""
+        per_query = self.per_query(run)
+        return {key: float(np.mean([row[key] for row in per_query.values()])) for key in MEASURES}
+
+
+def run_from_candidates(candidates: Candidates, corpus_ids: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """A pytrec_eval run from candidates, scored by rank (so retriever ties keep their order)."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, row in zip(candidates.query_ids, candidates.doc_ids.tolist()):
+        docs = [d for d in row if d != EMPTY]
+        run[qid] = {corpus_ids[d]: float(len(docs) - r) for r, d in enumerate(docs)}
+    return run
+
+
+def evaluate_retriever(retriever, data, *, depth: int = 100, show_progress: bool = True) -> dict[str, float]:
+    """Retrieve ``depth`` documents per query of ``data`` and score them against its qrels.
+
+    Positives stay in the ranking (this is evaluation, not mining).
+    """
+    candidates = retriever.retrieve(data, depth, show_progress=show_progress)
+    return Evaluator(data.qrels()).evaluate(run_from_candidates(candidates, data.corpus.ids))

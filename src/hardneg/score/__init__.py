@@ -1,0 +1,1 @@
+"""Cross-encoder teachers: training, rescoring candidates."""

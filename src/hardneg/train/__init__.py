@@ -1,0 +1,1 @@
+"""Training bi-encoders with mined negatives, ANCE-style refresh."""
