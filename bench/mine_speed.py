@@ -68,7 +68,7 @@ def job_hardneg(data_dir: str, model: str, out: str, run_dir: str, precision: st
     data = load_beir(data_dir, "train")
     if max_queries:
         data = data.subset(range(max_queries))
-    encoder = SentenceTransformerEncoder(model, precision=precision, batch_size=32)
+    encoder = SentenceTransformerEncoder(model, precision=precision)
     config = SelectionConfig(num_negatives=NUM_NEGATIVES, relative_margin=relative_margin, dedupe_texts=False)
     result = Miner(DenseRetriever(encoder), config, run_dir=run_dir, show_progress=False).mine(data)
     export(data, result.selection, Path(run_dir) / "train.jsonl", "n-tuple")

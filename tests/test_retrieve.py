@@ -150,3 +150,21 @@ def test_candidates_parquet_round_trip(tmp_path, tiny_train, fake_encoder):
     for name in ("bm25", "dense"):
         np.testing.assert_array_equal(back.source_ranks[name], cands.source_ranks[name])
         np.testing.assert_array_equal(back.source_scores[name], cands.source_scores[name])
+
+
+def test_token_budget_batches_bound_padded_tokens():
+    from hardneg.retrieve.encoder import token_budget_batches
+
+    lengths = np.array([10, 256, 12, 200, 256, 8, 100, 30])
+    batches = token_budget_batches(lengths, max_batch=4, max_tokens=512)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(8))
+    for rows in batches:
+        assert len(rows) <= 4
+        assert len(rows) == 1 or len(rows) * lengths[rows].max() <= 512
+    # longest first: [256, 256] then [200, 100] then [30, 12, 10, 8]
+    assert [sorted(lengths[b].tolist(), reverse=True) for b in batches] == [[256, 256], [200, 100], [30, 12, 10, 8]]
+
+
+def test_hybrid_encodes_each_text_once(tiny_train, fake_encoder):
+    HybridRetriever(BM25Retriever(), DenseRetriever(fake_encoder)).retrieve(tiny_train, 10, show_progress=False)
+    assert fake_encoder.texts_encoded == len(tiny_train.corpus) + len(tiny_train.queries)

@@ -22,7 +22,7 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 2048) -> None:
+    def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 1024) -> None:
         self.encoder = encoder
         self.index = index or IndexConfig()
         self.shard_size = shard_size
@@ -44,6 +44,10 @@ class DenseRetriever:
 
     def retrieve(self, data, depth: int, *, run_dir: RunDir | None = None, show_progress: bool = True) -> Candidates:
         queries, docs = self.embed(data, run_dir=run_dir, show_progress=show_progress)
+        return self.search(data, queries, docs, depth, show_progress=show_progress)
+
+    def search(self, data, queries: np.ndarray, docs: np.ndarray, depth: int, *, show_progress: bool = True) -> Candidates:
+        """Candidates from embeddings already computed (``float32[n_queries, dim]``, ``[n_docs, dim]``)."""
         index = build_index(docs, self.index)
         doc_ids, scores = search(index, queries, depth, block_size=self.index.block_size, show_progress=show_progress)
         return Candidates.from_single(

@@ -91,8 +91,8 @@ class HybridRetriever:
 
     def retrieve(self, data, depth: int, *, run_dir=None, show_progress: bool = True) -> Candidates:
         lexical = self.bm25.retrieve(data, depth, run_dir=run_dir, show_progress=show_progress)
-        semantic = self.dense.retrieve(data, depth, run_dir=run_dir, show_progress=show_progress)
         queries, docs = self.dense.embed(data, run_dir=run_dir, show_progress=show_progress)
+        semantic = self.dense.search(data, queries, docs, depth, show_progress=show_progress)
         width = depth if self.fusion == "rrf" else 2 * depth
         ids, ranks, scores = fuse(
             {"bm25": (lexical.doc_ids, lexical.scores), "dense": (semantic.doc_ids, semantic.scores)},
