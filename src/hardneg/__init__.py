@@ -49,6 +49,11 @@ def __getattr__(name: str):
         "load_pairs": "hardneg.data",
         "from_hf_dataset": "hardneg.data",
         "RetrievalData": "hardneg.data",
+        "CrossEncoderScorer": "hardneg.score.cross_encoder",
+        "rescore_candidates": "hardneg.score.rescore",
+        "train_reranker": "hardneg.score.train",
+        "TeacherTrainingConfig": "hardneg.score.train",
+        "render_html": "hardneg.report_html",
     }
     if name in lazy:
         import importlib

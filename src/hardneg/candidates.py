@@ -39,6 +39,11 @@ class Candidates:
         source_scores: per retriever name, ``float32[n, k]`` that retriever's score, NaN
             where it did not return the candidate.
         method: how the list was made: ``bm25``, ``dense``, ``hybrid-rrf`` or ``hybrid-union``.
+        teacher_scores: optional ``float32[n, k]`` cross-encoder teacher logit of each
+            candidate, NaN for empty slots (:func:`hardneg.score.rescore.rescore_candidates`).
+        teacher_positive_scores: optional ``float32[n, p]`` teacher logit of each positive,
+            aligned with ``positive_scores``.
+        teacher: fingerprint of the teacher that made the teacher scores; ``""`` without.
     """
 
     query_ids: tuple[str, ...]
@@ -48,6 +53,9 @@ class Candidates:
     source_ranks: Mapping[str, np.ndarray] = field(default_factory=dict)
     source_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     method: str = ""
+    teacher_scores: np.ndarray | None = None
+    teacher_positive_scores: np.ndarray | None = None
+    teacher: str = ""
 
     def __post_init__(self) -> None:
         n, k = self.doc_ids.shape
@@ -61,6 +69,20 @@ class Candidates:
         for name, ranks in self.source_ranks.items():
             if ranks.shape != (n, k) or self.source_scores[name].shape != (n, k):
                 raise HardnegError(f"Candidates: provenance arrays of {name!r} do not have shape {(n, k)}")
+        if (self.teacher_scores is None) != (self.teacher_positive_scores is None):
+            raise HardnegError("Candidates: teacher_scores and teacher_positive_scores come together; pass both or neither.")
+        if self.teacher_scores is not None:
+            if self.teacher_scores.shape != (n, k):
+                raise HardnegError(f"Candidates: teacher_scores shape {self.teacher_scores.shape} != doc_ids shape {(n, k)}")
+            if self.teacher_positive_scores.shape[0] != n:
+                raise HardnegError(
+                    f"Candidates: {self.teacher_positive_scores.shape[0]} teacher positive-score rows for {n} candidate rows"
+                )
+
+    @property
+    def has_teacher(self) -> bool:
+        """True when every candidate and positive carries a teacher score."""
+        return self.teacher_scores is not None
 
     @property
     def depth(self) -> int:
@@ -95,6 +117,24 @@ class Candidates:
             method=name,
         )
 
+    def reordered(self, order: np.ndarray) -> Candidates:
+        """The same candidates with each row's columns permuted by ``order`` (``int[n, k]``).
+
+        Every per-candidate array moves along (scores, provenance, teacher scores);
+        positive scores stay as they are.
+        """
+        import dataclasses
+
+        take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            doc_ids=take(self.doc_ids),
+            scores=take(self.scores),
+            source_ranks={n: take(r) for n, r in self.source_ranks.items()},
+            source_scores={n: take(v) for n, v in self.source_scores.items()},
+            teacher_scores=take(self.teacher_scores) if self.teacher_scores is not None else None,
+        )
+
     def save(self, path: str | Path) -> None:
         """Write as Parquet, one row per query, atomically."""
         import pyarrow as pa
@@ -113,7 +153,13 @@ class Candidates:
         for name in self.sources:
             columns[f"rank:{name}"] = fixed(self.source_ranks[name])
             columns[f"score:{name}"] = fixed(self.source_scores[name])
-        table = pa.table(columns).replace_schema_metadata({"hardneg.method": self.method})
+        if self.teacher_scores is not None:
+            columns["teacher_scores"] = fixed(self.teacher_scores.astype(np.float32, copy=False))
+            columns["teacher_positive_scores"] = fixed(self.teacher_positive_scores.astype(np.float32, copy=False))
+        meta = {"hardneg.method": self.method}
+        if self.teacher_scores is not None:
+            meta["hardneg.teacher"] = self.teacher
+        table = pa.table(columns).replace_schema_metadata(meta)
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
 
@@ -134,6 +180,7 @@ class Candidates:
 
         names = [c.split(":", 1)[1] for c in table.column_names if c.startswith("rank:")]
         meta = table.schema.metadata or {}
+        has_teacher = "teacher_scores" in table.column_names
         return cls(
             query_ids=tuple(table.column("query_id").to_pylist()),
             doc_ids=matrix("doc_ids", np.int32),
@@ -142,6 +189,9 @@ class Candidates:
             source_ranks={n: matrix(f"rank:{n}", np.int32) for n in names},
             source_scores={n: matrix(f"score:{n}", np.float32) for n in names},
             method=meta.get(b"hardneg.method", b"").decode(),
+            teacher_scores=matrix("teacher_scores", np.float32) if has_teacher else None,
+            teacher_positive_scores=matrix("teacher_positive_scores", np.float32) if has_teacher else None,
+            teacher=meta.get(b"hardneg.teacher", b"").decode() if has_teacher else "",
         )
 
 
@@ -154,3 +204,13 @@ def positive_score_matrix(positives: tuple[np.ndarray, ...], score_of: np.ndarra
         out[row, : len(pos)] = score_of[offset : offset + len(pos)]
         offset += len(pos)
     return out
+
+
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """Per row, column indices by descending score, NaN (empty slots) last; stable on ties.
+
+    Returns:
+        ``int64[n, k]``.
+    """
+    key = np.where(np.isnan(scores), np.inf, -scores.astype(np.float64))
+    return np.argsort(key, axis=1, kind="stable")

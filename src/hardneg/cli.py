@@ -47,7 +47,9 @@ def _add_retriever_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--query-prompt", help='text put before each query, e.g. "query: "')
     g.add_argument("--document-prompt", help='text put before each document, e.g. "passage: "')
     g.add_argument("--max-length", type=int, help="token limit of the encoder (default: the model's)")
-    g.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default: 32)")
+    g.add_argument("--batch-size", type=int, default=64, help="most texts per encoding batch (default: 64)")
+    g.add_argument("--max-batch-tokens", type=int, default=4096,
+                   help="most padded tokens per encoding batch; bounds memory on long texts (default: 4096)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="encoding precision; auto = bf16 where the CPU/GPU has it (default: auto)")
     g.add_argument("--index", choices=["flat", "hnsw", "ivf"], default="flat", help="FAISS index (default: flat, exact)")
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(mine)
     _add_retriever_args(mine)
     _add_selection_args(mine)
+    from hardneg.score.cli import add_denoise_args, add_teacher_args
+
+    add_teacher_args(mine)
+    add_denoise_args(mine)
     out = mine.add_argument_group("output")
     from hardneg.export import FORMATS
 
@@ -139,7 +145,8 @@ def make_retriever(args):
 
     encoder = SentenceTransformerEncoder(
         args.model, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
-        max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
+        max_length=args.max_length, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
+        precision=args.precision,
     )
     dense = DenseRetriever(encoder, IndexConfig(kind=args.index))
     if args.retriever == "dense":
@@ -164,6 +171,7 @@ def load_data(args):
 def cmd_mine(args) -> int:
     from hardneg.export import export
     from hardneg.mine import Miner
+    from hardneg.score.cli import make_teacher, teacher_selection_kwargs
     from hardneg.select import SelectionConfig
 
     config = SelectionConfig(
@@ -171,12 +179,14 @@ def cmd_mine(args) -> int:
         min_score=args.min_score, max_score=args.max_score, absolute_margin=args.absolute_margin,
         relative_margin=args.relative_margin, sampling=args.sampling, simans_a=args.simans_a,
         simans_b=args.simans_b, if_short=args.if_short, dedupe_texts=not args.keep_duplicate_texts, seed=args.seed,
+        **teacher_selection_kwargs(args),
     )
     output = Path(args.output)
     run_dir = Path(args.run_dir) if args.run_dir else output.parent / "hardneg-run"
     data = load_data(args)
     logger.info("loaded %d queries, %d documents from %s", len(data.queries), len(data.corpus), data.source)
-    miner = Miner(make_retriever(args), config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet)
+    miner = Miner(make_retriever(args), config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet,
+                  teacher=make_teacher(args))
     result = miner.mine(data)
     if result.reused_candidates:
         logger.info("reused saved candidates from %s: only selection ran", run_dir)

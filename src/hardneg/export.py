@@ -38,6 +38,14 @@ def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[
         ``ids``: ``query_id, positive_ids, negative_ids, positive_scores, negative_scores,
         negative_sources`` — ids only, for Tevatron-style pipelines and audits.
 
+    Teacher scores: when the selection carries cross-encoder teacher logits, the
+    ``scores`` column (``with_scores``) and FlagEmbedding's ``pos_scores``/``neg_scores``
+    hold the teacher's logits (distillation targets); ``ids`` keeps the selection scores
+    and adds ``teacher_positive_scores``/``teacher_negative_scores``. With denoising,
+    ``ids`` adds ``denoised_ids`` and ``denoised_scores`` (their teacher logits); with
+    ``promote_denoised`` the denoised documents are listed as extra positives in every
+    format.
+
     Args:
         with_scores: add a ``scores`` column (triplet and n-tuple: ``[positive, negatives...]``,
             for MarginMSE-style distillation); labeled formats then carry scores, not labels.
@@ -46,11 +54,25 @@ def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[
         raise HardnegError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     passages, query_texts, doc_ids = data.corpus.passages, data.queries.texts, data.corpus.ids
     rows: list[dict[str, Any]] = []
+    teacher = getattr(selection, "teacher_scores", None) is not None
+    denoised = getattr(selection, "denoised", None)
     for i, q in enumerate(selection.query_rows.tolist()):
+        filled = [d != EMPTY for d in selection.negatives[i].tolist()]
         negs = [d for d in selection.negatives[i].tolist() if d != EMPTY]
-        neg_scores = [_score(s) for s, d in zip(selection.scores[i].tolist(), selection.negatives[i].tolist()) if d != EMPTY]
-        pos = data.positives[q].tolist()
-        pos_scores = [_score(s) for s in selection.positive_scores[i, : len(pos)].tolist()]
+        selection_neg = [_score(s) for s, f in zip(selection.scores[i].tolist(), filled) if f]
+        labelled = data.positives[q].tolist()
+        promoted = selection.promoted_positives(i) if hasattr(selection, "promoted_positives") else []
+        pos = labelled + promoted
+        selection_pos = [_score(s) for s in selection.positive_scores[i, : len(labelled)].tolist()]
+        if promoted:
+            selection_pos += [_score(s) for s in selection.denoised_selection_scores[i, : len(promoted)].tolist()]
+        if teacher:
+            teacher_neg = [_score(s) for s, f in zip(selection.teacher_scores[i].tolist(), filled) if f]
+            teacher_pos = [_score(s) for s in selection.teacher_positive_scores[i, : len(labelled)].tolist()]
+            teacher_pos += [_score(s) for s in selection.denoised_scores[i, : len(promoted)].tolist()] if promoted else []
+            pos_scores, neg_scores = teacher_pos, teacher_neg
+        else:
+            pos_scores, neg_scores = selection_pos, selection_neg
         query = query_texts[q]
         if fmt == "triplet":
             for p, ps in zip(pos, pos_scores):
@@ -95,16 +117,22 @@ def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[
             )
         else:
             labels = selection.source_labels(i)
-            rows.append(
-                {
-                    "query_id": data.queries.ids[q],
-                    "positive_ids": [doc_ids[p] for p in pos],
-                    "negative_ids": [doc_ids[n] for n in negs],
-                    "positive_scores": pos_scores,
-                    "negative_scores": neg_scores,
-                    "negative_sources": labels[: len(negs)],
-                }
-            )
+            row = {
+                "query_id": data.queries.ids[q],
+                "positive_ids": [doc_ids[p] for p in pos],
+                "negative_ids": [doc_ids[n] for n in negs],
+                "positive_scores": selection_pos,
+                "negative_scores": selection_neg,
+                "negative_sources": labels[: len(negs)],
+            }
+            if teacher:
+                row["teacher_positive_scores"] = teacher_pos
+                row["teacher_negative_scores"] = teacher_neg
+            if denoised is not None:
+                gone = [(d, s) for d, s in zip(denoised[i].tolist(), selection.denoised_scores[i].tolist()) if d != EMPTY]
+                row["denoised_ids"] = [doc_ids[d] for d, _ in gone]
+                row["denoised_scores"] = [_score(s) for _, s in gone]
+            rows.append(row)
     return rows
 
 

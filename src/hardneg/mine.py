@@ -40,6 +40,11 @@ class Miner:
         run_dir: where embeddings, candidates and the report are kept; None keeps
             nothing (every call recomputes).
         show_progress: tqdm bars on long stages.
+        teacher: a cross-encoder :class:`~hardneg.score.cross_encoder.Scorer`; every
+            candidate and positive gets a teacher score (cached in the run directory
+            under the teacher's fingerprint), for ``score_source="teacher"``, denoising,
+            distillation scores and the report's false-negative estimate. Without one,
+            selection may still read teacher scores saved by an earlier rescoring.
     """
 
     def __init__(
@@ -50,8 +55,10 @@ class Miner:
         depth: int | None = None,
         run_dir: str | Path | None = None,
         show_progress: bool = True,
+        teacher=None,
     ) -> None:
         self.retriever = retriever
+        self.teacher = teacher
         self.selection = selection or SelectionConfig()
         if depth is None:
             depth = max(DEFAULT_DEPTH, (self.selection.range_max or 0) + 10)
@@ -64,14 +71,18 @@ class Miner:
         self.show_progress = show_progress
 
     def candidates(self, data) -> tuple[Candidates, bool]:
-        """Retrieve candidates, or load them from the run directory. Returns ``(candidates, reused)``."""
+        """Retrieve candidates, or load them from the run directory. Returns ``(candidates, reused)``.
+
+        With a teacher, candidates not yet scored by it are rescored (and saved again).
+        """
         if self.run_dir is None:
-            return self.retriever.retrieve(data, self.depth, show_progress=self.show_progress), False
+            found = self.retriever.retrieve(data, self.depth, show_progress=self.show_progress)
+            return self._rescored(data, found, None), False
         key = fingerprint(data.fingerprint(), self.retriever.key(), self.depth)
         path = self.run_dir.candidates(key)
         if path.exists():
             logger.info("reusing candidates %s (same data, retriever and depth)", path)
-            return Candidates.load(path), True
+            return self._rescored(data, Candidates.load(path), path), True
         found = self.retriever.retrieve(data, self.depth, run_dir=self.run_dir, show_progress=self.show_progress)
         found.save(path)
         write_json(
@@ -79,7 +90,17 @@ class Miner:
             {"data": data.source, "data_fingerprint": data.fingerprint(), "method": found.method,
              "retriever_key": self.retriever.key(), "depth": self.depth},
         )
-        return found, False
+        return self._rescored(data, found, path), False
+
+    def _rescored(self, data, found: Candidates, path: Path | None) -> Candidates:
+        if self.teacher is None or found.teacher == self.teacher.key():
+            return found
+        from hardneg.score.rescore import rescore_candidates
+
+        found = rescore_candidates(found, data, self.teacher, run_dir=self.run_dir, show_progress=self.show_progress)
+        if path is not None:
+            found.save(path)
+        return found
 
     def select(self, data, candidates: Candidates) -> Selection:
         """Apply the selection settings to candidates of ``data``."""
@@ -98,4 +119,7 @@ class Miner:
         )
         if self.run_dir is not None:
             report.save(self.run_dir.report)
+            from hardneg.report_html import save_snapshot
+
+            save_snapshot(self.run_dir, data, found, selection)
         return MiningResult(found, selection, report, reused)

@@ -58,6 +58,7 @@ class MiningReport:
     histogram: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
     output: str | None = None
+    teacher: dict[str, Any] | None = None
 
     @classmethod
     def build(cls, data, candidates, selection, config, *, reused: bool, seconds: dict[str, float]) -> MiningReport:
@@ -65,6 +66,7 @@ class MiningReport:
         positive = candidates.positive_scores.reshape(-1)
         kept = selection.scores[selection.negatives != EMPTY]
         retrieved = candidates.scores[candidates.doc_ids != EMPTY]
+        teacher = teacher_summary(data, candidates, selection, config) if candidates.teacher_scores is not None else None
         return cls(
             data=data.source,
             method=candidates.method,
@@ -83,6 +85,7 @@ class MiningReport:
             },
             histogram=histogram({"positive": positive, "negative": kept}),
             seconds={k: round(v, 3) for k, v in seconds.items()},
+            teacher=teacher,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,8 +124,56 @@ class MiningReport:
         for name, s in self.scores.items():
             fmt = lambda x: f"{x:>10.4f}" if x is not None else f"{'-':>10}"  # noqa: E731
             lines.append(f"{name:<12}{s['count']:>8}{fmt(s['mean'])}{fmt(s['p05'])}{fmt(s['p50'])}{fmt(s['p95'])}")
+        if self.teacher:
+            t = self.teacher
+            lines += ["", f"teacher   {t['key']}  (relevant: {t['relevant_rule']})",
+                      f"{'est. false negatives in raw top-' + str(t['top']):<34}{'rate':>8}{'flagged':>9}{'of':>7}"]
+            for name, r in t["false_negative_rate"].items():
+                lines.append(f"  {name:<32}{r['rate']:>8.3f}{r['flagged']:>9}{r['candidates']:>7}")
+            if t.get("denoised"):
+                lines.append(f"denoised  {t['denoised']} candidates ({t['denoise_rule']})"
+                             + (", promoted to positives" if t.get("promoted") else ""))
         if self.seconds:
             lines += ["", "time      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         if self.output:
             lines.append(f"output    {self.output}")
         return "\n".join(lines)
+
+
+FALSE_NEGATIVE_TOP = 10
+
+
+def teacher_summary(data, candidates, selection, config) -> dict[str, Any]:
+    """The teacher part of the report: score stats and each source's estimated false-negative rate.
+
+    "Relevant" is the configured denoise rule, or ``sigmoid(teacher logit) > 0.5``
+    without one. The rate is measured on each retriever's raw top-10 non-positive
+    candidates (before any filter).
+
+    References:
+        Qu et al., "RocketQA", NAACL 2021 (about 70 % of top-retrieved MS MARCO
+        "negatives" are unlabelled positives).
+    """
+    from hardneg.select import denoise, filters
+
+    rule, threshold = (config.denoise, config.denoise_threshold) if config.denoise else ("probability", 0.5)
+    ref = filters.reference_positive_score(candidates.teacher_positive_scores)
+    relevant = denoise.teacher_says_relevant(candidates.teacher_scores, ref, rule, threshold)
+    is_pos = filters.is_positive(candidates.doc_ids, data.positives)
+    rates = denoise.false_negative_rates(dict(candidates.source_ranks), is_pos, relevant, FALSE_NEGATIVE_TOP)
+    filled = candidates.doc_ids != EMPTY
+    kept = selection.teacher_scores[selection.negatives != EMPTY] if selection.teacher_scores is not None else np.empty(0)
+    return {
+        "key": candidates.teacher,
+        "relevant_rule": denoise.describe_rule(rule, threshold),
+        "top": FALSE_NEGATIVE_TOP,
+        "false_negative_rate": rates,
+        "scores": {
+            "positive": score_stats(candidates.teacher_positive_scores.reshape(-1)),
+            "retrieved_non_positive": score_stats(candidates.teacher_scores[filled & ~is_pos]),
+            "negative": score_stats(kept),
+        },
+        "denoised": selection.dropped.get("denoise", 0),
+        "denoise_rule": selection.denoise_rule,
+        "promoted": bool(selection.promoted),
+    }

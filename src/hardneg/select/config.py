@@ -9,6 +9,8 @@ from hardneg.errors import HardnegError
 
 Sampling = Literal["top", "random", "simans"]
 IfShort = Literal["drop", "pad", "keep"]
+ScoreSource = Literal["retriever", "teacher"]
+DenoiseRule = Literal["absolute", "relative", "probability"]
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,27 @@ class SelectionConfig:
         dedupe_texts: also drop candidates whose normalised text equals a positive's,
             and repeats of an earlier candidate's text.
         seed: seed for ``random``, ``simans`` and padding; equal seeds give equal output.
+        score_source: which score orders the candidates and feeds the score filters,
+            margins and SimANS: the retriever's (``retriever``) or the cross-encoder
+            teacher's (``teacher``; the candidates must have been rescored). With
+            ``teacher`` the list is re-sorted by teacher logit first, so the rank window
+            and ``top`` sampling take the highest-scoring candidates that survive the
+            filters: cross-encoder mined negatives.
+        denoise: drop candidates the teacher calls relevant (likely false negatives):
+            ``absolute`` (``teacher > denoise_threshold``), ``relative`` (``teacher >
+            positive's teacher logit - denoise_threshold``) or ``probability``
+            (``sigmoid(teacher) > denoise_threshold``). None: no denoising.
+        denoise_threshold: the threshold of the ``denoise`` rule (logits, or a
+            probability in (0, 1)).
+        promote_denoised: add denoised candidates to the query's positives in the
+            exports (RocketQA-style data augmentation).
 
     References:
         Moreira et al., "NV-Retriever: Improving text embedding models with effective
         hard-negative mining", 2024. Zhou et al., "SimANS: Simple Ambiguous Negatives
-        Sampling for Dense Text Retrieval", EMNLP 2022.
+        Sampling for Dense Text Retrieval", EMNLP 2022. Qu et al., "RocketQA: An
+        Optimized Training Approach to Dense Passage Retrieval for Open-Domain Question
+        Answering", NAACL 2021.
     """
 
     num_negatives: int = 3
@@ -60,6 +78,10 @@ class SelectionConfig:
     if_short: IfShort = "drop"
     dedupe_texts: bool = True
     seed: int = 0
+    score_source: ScoreSource = "retriever"
+    denoise: DenoiseRule | None = None
+    denoise_threshold: float = 0.0
+    promote_denoised: bool = False
 
     def __post_init__(self) -> None:
         if self.num_negatives < 1:
@@ -81,10 +103,26 @@ class SelectionConfig:
             raise HardnegError(f"relative_margin is a fraction in [0, 1), got {self.relative_margin}.")
         if self.simans_a <= 0:
             raise HardnegError(f"simans_a must be positive, got {self.simans_a}.")
+        if self.score_source not in ("retriever", "teacher"):
+            raise HardnegError(f"score_source must be retriever or teacher; got {self.score_source!r}.")
+        if self.denoise is not None and self.denoise not in ("absolute", "relative", "probability"):
+            raise HardnegError(f"denoise must be absolute, relative or probability; got {self.denoise!r}.")
+        if self.denoise == "probability" and not 0 < self.denoise_threshold < 1:
+            raise HardnegError(
+                f"denoise='probability' compares sigmoid(teacher logit) with a threshold in (0, 1); got "
+                f"{self.denoise_threshold}. Use e.g. 0.9, or denoise='absolute' for a logit threshold."
+            )
+        if self.promote_denoised and self.denoise is None:
+            raise HardnegError("promote_denoised needs a denoise rule (e.g. denoise='probability', denoise_threshold=0.9).")
 
     @property
     def needs_positive_scores(self) -> bool:
         return self.absolute_margin is not None or self.relative_margin is not None or self.sampling == "simans"
+
+    @property
+    def needs_teacher(self) -> bool:
+        """True when selection reads teacher scores (the candidates must be rescored)."""
+        return self.score_source == "teacher" or self.denoise is not None
 
     def to_dict(self) -> dict:
         return asdict(self)

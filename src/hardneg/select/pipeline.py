@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardneg.candidates import EMPTY, Candidates
+from hardneg.candidates import EMPTY, Candidates, descending_order
 from hardneg.errors import HardnegError
+from hardneg.select import denoise as denoising
 from hardneg.select import filters
 from hardneg.select.config import SelectionConfig
 from hardneg.select.sample import gumbel_top, pad_rows, simans_log_weights, take_top
@@ -37,6 +38,17 @@ class Selection:
             ``not_sampled`` counts survivors the sampler did not take.
         queries: counts of queries ``total``, ``full``, ``padded``, ``short_kept``,
             ``dropped``.
+        score_source: ``retriever`` or ``teacher``: what ``scores`` and
+            ``positive_scores`` hold.
+        teacher_scores: ``float32[m, num_negatives]`` teacher logits of the negatives
+            (NaN for padding), when the candidates were rescored; else None.
+        teacher_positive_scores: ``float32[m, p]`` teacher logits of the positives, or None.
+        denoised: ``int32[m, d]`` per kept query, the candidates the denoise rule dropped
+            (in ranking order, ``-1``-padded); None without denoising.
+        denoised_scores: ``float32[m, d]`` their teacher logits (why they were dropped).
+        denoised_selection_scores: ``float32[m, d]`` their ``score_source`` scores.
+        denoise_rule: the rule, in words (e.g. ``sigmoid(teacher logit) > 0.9``).
+        promoted: True when the denoised candidates count as extra positives.
     """
 
     query_rows: np.ndarray
@@ -48,6 +60,20 @@ class Selection:
     n_candidates: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     queries: dict[str, int] = field(default_factory=dict)
+    score_source: str = "retriever"
+    teacher_scores: np.ndarray | None = None
+    teacher_positive_scores: np.ndarray | None = None
+    denoised: np.ndarray | None = None
+    denoised_scores: np.ndarray | None = None
+    denoised_selection_scores: np.ndarray | None = None
+    denoise_rule: str = ""
+    promoted: bool = False
+
+    def promoted_positives(self, row: int) -> list[int]:
+        """Corpus rows promoted to positives for kept row ``row`` (empty unless ``promoted``)."""
+        if not self.promoted or self.denoised is None:
+            return []
+        return [d for d in self.denoised[row].tolist() if d != EMPTY]
 
     def source_labels(self, row: int) -> list[str]:
         """Human labels of row ``row``'s negatives, e.g. ``["bm25+dense", "dense"]``."""
@@ -67,7 +93,9 @@ def select_negatives(
 
     Order: drop positives by id → by normalised text → repeated texts → rank window
     (ranks among the surviving candidates) → ``max_score`` → ``min_score`` → absolute
-    margin → relative margin → sample ``num_negatives`` → handle short queries.
+    margin → relative margin → teacher denoise → sample ``num_negatives`` → handle
+    short queries. With ``score_source="teacher"`` each row is first re-sorted by
+    teacher logit, and every score step reads teacher logits.
 
     Args:
         candidates: retrieved candidates, rows aligned with ``positives``.
@@ -75,12 +103,23 @@ def select_negatives(
         text_keys: ``int64[n_docs]`` normalised-text keys (:func:`hardneg.text.text_keys`).
         config: the selection settings.
     """
-    doc_ids, scores = candidates.doc_ids, candidates.scores
-    if len(positives) != doc_ids.shape[0]:
+    if len(positives) != candidates.doc_ids.shape[0]:
         raise HardnegError(
-            f"{doc_ids.shape[0]} candidate rows but {len(positives)} queries with positives: the candidates "
+            f"{candidates.doc_ids.shape[0]} candidate rows but {len(positives)} queries with positives: the candidates "
             "were mined for other data. Mine again, or use a fresh --run-dir."
         )
+    if config.needs_teacher and candidates.teacher_scores is None:
+        raise HardnegError(
+            "This selection reads teacher scores (score_source='teacher' or a denoise rule), but the candidates "
+            "carry none. Pass a cross-encoder (--cross-encoder MODEL, or Miner(..., teacher=CrossEncoderScorer(...))), "
+            "or run `hardneg rescore RUN_DIR --cross-encoder MODEL` first."
+        )
+    if config.score_source == "teacher":
+        candidates = candidates.reordered(descending_order(candidates.teacher_scores))
+        scores, positive_scores = candidates.teacher_scores, candidates.teacher_positive_scores
+    else:
+        scores, positive_scores = candidates.scores, candidates.positive_scores
+    doc_ids = candidates.doc_ids
     alive = doc_ids != EMPTY
     dropped: dict[str, int] = {}
 
@@ -102,7 +141,7 @@ def select_negatives(
     if config.min_score is not None:
         drop("min_score", filters.below_min_score(scores, config.min_score))
 
-    positive_ref = filters.reference_positive_score(candidates.positive_scores)
+    positive_ref = filters.reference_positive_score(positive_scores)
     if config.needs_positive_scores and np.isnan(positive_ref).any():
         missing = candidates.query_ids[int(np.flatnonzero(np.isnan(positive_ref))[0])]
         raise HardnegError(
@@ -113,6 +152,14 @@ def select_negatives(
         drop("absolute_margin", filters.within_absolute_margin(scores, positive_ref, config.absolute_margin))
     if config.relative_margin is not None:
         drop("relative_margin", filters.within_relative_margin(scores, positive_ref, config.relative_margin))
+    denoised = None
+    if config.denoise is not None:
+        teacher_ref = filters.reference_positive_score(candidates.teacher_positive_scores)
+        flagged = alive & denoising.teacher_says_relevant(
+            candidates.teacher_scores, teacher_ref, config.denoise, config.denoise_threshold
+        )
+        denoised = denoising.flagged_lists(doc_ids, flagged, candidates.teacher_scores, scores)
+        drop("denoise", flagged)
 
     rng = np.random.default_rng(config.seed)
     n = config.num_negatives
@@ -135,6 +182,11 @@ def select_negatives(
         found = candidates.source_ranks[name][rows, safe] >= 0
         sources |= np.where((cols >= 0) & found, np.uint8(1 << bit), np.uint8(0))
 
+    def promoted_rows(r: int) -> np.ndarray:
+        if denoised is None or not config.promote_denoised:
+            return np.empty(0, np.int64)
+        return denoised[0][r][denoised[0][r] != EMPTY]
+
     count = (cols >= 0).sum(axis=1)
     short = np.flatnonzero(count < n)
     keep = np.ones(doc_ids.shape[0], dtype=bool)
@@ -144,7 +196,11 @@ def select_negatives(
     elif config.if_short == "pad" and len(short):
         added = pad_rows(
             [negatives[r, : count[r]] for r in short],
-            [text_keys[positives[r]] if config.dedupe_texts else np.empty(0, np.int64) for r in short],
+            [
+                text_keys[np.concatenate([positives[r], promoted_rows(r)]).astype(np.int64)]
+                if config.dedupe_texts else np.empty(0, np.int64)
+                for r in short
+            ],
             text_keys if config.dedupe_texts else np.arange(len(text_keys), dtype=np.int64),
             n,
             rng,
@@ -168,14 +224,27 @@ def select_negatives(
         "dropped": int((~keep).sum()),
     }
     logger.info("selected negatives for %d of %d queries (%d candidates)", len(query_rows), doc_ids.shape[0], total)
+    teacher_negatives = None
+    if candidates.teacher_scores is not None:
+        teacher_negatives = np.where(cols >= 0, candidates.teacher_scores[rows, safe], np.nan).astype(np.float32)[query_rows]
     return Selection(
         query_rows=query_rows,
         negatives=negatives[query_rows],
         scores=neg_scores[query_rows],
         sources=sources[query_rows],
         source_names=source_names,
-        positive_scores=candidates.positive_scores[query_rows],
+        positive_scores=positive_scores[query_rows],
         n_candidates=total,
         dropped=dropped,
         queries=queries,
+        score_source=config.score_source,
+        teacher_scores=teacher_negatives,
+        teacher_positive_scores=(
+            candidates.teacher_positive_scores[query_rows] if candidates.teacher_scores is not None else None
+        ),
+        denoised=denoised[0][query_rows] if denoised is not None else None,
+        denoised_scores=denoised[1][query_rows] if denoised is not None else None,
+        denoised_selection_scores=denoised[2][query_rows] if denoised is not None else None,
+        denoise_rule=denoising.describe_rule(config.denoise, config.denoise_threshold) if config.denoise else "",
+        promoted=config.promote_denoised,
     )

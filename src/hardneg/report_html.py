@@ -1,0 +1,276 @@
+"""The mining report as one self-contained HTML page with plots.
+
+At the end of a run, :func:`save_snapshot` stores what the page needs beside
+``report.json`` (score samples per source before and after denoising, and a few
+example queries with their texts); :func:`render_html` turns the run directory into
+``report.html``: PNG plots drawn with matplotlib (Agg) and embedded as base64 data
+URIs, so the page opens offline and can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.candidates import EMPTY
+from hardneg.errors import HardnegError
+from hardneg.store import RunDir, atomic_path, write_json
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT = "report_scores.npz"
+EXAMPLES = "report_examples.json"
+PAGE = "report.html"
+MAX_SAMPLE = 200_000
+N_EXAMPLES = 5
+
+
+def score_groups(data, candidates, selection) -> dict[str, np.ndarray]:
+    """Score samples for the histograms, named ``<source>|<group>``.
+
+    Groups per source: ``positive`` (the query's positives), ``candidates`` (its
+    non-positive candidates, before denoising) and ``after_denoise`` (those the denoise
+    rule kept), plus ``all|negative`` (the selected negatives). Teacher logits when the
+    candidates were rescored (comparable across sources), else the source's own score.
+    """
+    from hardneg.select import filters
+
+    is_pos = filters.is_positive(candidates.doc_ids, data.positives)
+    teacher = candidates.teacher_scores is not None
+    flagged = np.zeros(candidates.doc_ids.shape, dtype=bool)
+    if selection.denoised is not None:
+        # the denoised docs of each kept query, mapped back onto candidate slots
+        for i, q in enumerate(selection.query_rows.tolist()):
+            gone = set(selection.denoised[i][selection.denoised[i] != EMPTY].tolist())
+            if gone:
+                flagged[q] = np.isin(candidates.doc_ids[q], list(gone))
+    groups: dict[str, np.ndarray] = {}
+    for name in candidates.sources:
+        present = (candidates.source_ranks[name] >= 0) & ~is_pos
+        values = candidates.teacher_scores if teacher else candidates.source_scores[name]
+        positive = candidates.teacher_positive_scores if teacher else candidates.positive_scores
+        groups[f"{name}|positive"] = positive[np.isfinite(positive)]
+        groups[f"{name}|candidates"] = values[present & np.isfinite(values)]
+        groups[f"{name}|after_denoise"] = values[present & ~flagged & np.isfinite(values)]
+    negatives = selection.teacher_scores if teacher and selection.teacher_scores is not None else selection.scores
+    groups["all|negative"] = negatives[(selection.negatives != EMPTY) & np.isfinite(negatives)]
+    rng = np.random.default_rng(0)
+    for key, v in groups.items():
+        if len(v) > MAX_SAMPLE:
+            groups[key] = np.sort(rng.choice(v, MAX_SAMPLE, replace=False))
+        groups[key] = groups[key].astype(np.float32)
+    return groups
+
+
+def example_rows(data, selection, n: int = N_EXAMPLES) -> list[dict[str, Any]]:
+    """A few queries with their positives, dropped false negatives and kept negatives (texts).
+
+    Queries with the most denoised candidates come first; without denoising, the
+    first kept queries.
+    """
+    passages, ids = data.corpus.passages, data.corpus.ids
+    m = len(selection.query_rows)
+    if selection.denoised is not None:
+        counts = (selection.denoised != EMPTY).sum(axis=1)
+        order = np.argsort(-counts, kind="stable")[:n]
+    else:
+        order = np.arange(min(n, m))
+    teacher = selection.teacher_scores
+    out = []
+    for i in order.tolist():
+        q = int(selection.query_rows[i])
+
+        def doc(d: int, score: float) -> dict[str, Any]:
+            return {"id": ids[d], "text": passages[d][:400], "score": None if np.isnan(score) else round(float(score), 4)}
+
+        neg_scores = teacher[i] if teacher is not None else selection.scores[i]
+        pos_scores = selection.teacher_positive_scores[i] if teacher is not None else selection.positive_scores[i]
+        row = {
+            "query_id": data.queries.ids[q],
+            "query": data.queries.texts[q],
+            "positives": [doc(int(d), float(s)) for d, s in zip(data.positives[q].tolist(), pos_scores.tolist())],
+            "kept": [doc(d, s) for d, s in zip(selection.negatives[i].tolist(), neg_scores.tolist()) if d != EMPTY],
+            "dropped": [],
+        }
+        if selection.denoised is not None:
+            row["dropped"] = [
+                doc(d, s) for d, s in zip(selection.denoised[i].tolist(), selection.denoised_scores[i].tolist()) if d != EMPTY
+            ]
+        out.append(row)
+    return out
+
+
+def save_snapshot(run_dir: RunDir, data, candidates, selection) -> None:
+    """Store the score samples and examples the HTML page needs, atomically."""
+    groups = score_groups(data, candidates, selection)
+    with atomic_path(run_dir.path / SNAPSHOT) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **groups)
+    write_json(
+        run_dir.path / EXAMPLES,
+        {
+            "score": "teacher logit" if candidates.teacher_scores is not None else "retriever score",
+            "denoise_rule": selection.denoise_rule,
+            "promoted": bool(selection.promoted),
+            "examples": example_rows(data, selection),
+        },
+    )
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise HardnegError("The HTML report draws its plots with matplotlib: pip install 'hardneg[report]'.") from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plots(groups: dict[str, np.ndarray], score_name: str) -> list[tuple[str, str]]:
+    plt = _pyplot()
+
+    sources = sorted({k.split("|", 1)[0] for k in groups if not k.startswith("all|")})
+    plots = []
+    for name in sources:
+        series = {
+            "positives": groups[f"{name}|positive"],
+            "candidates (before denoising)": groups[f"{name}|candidates"],
+            "candidates after denoising": groups[f"{name}|after_denoise"],
+        }
+        finite = [v for v in series.values() if len(v)]
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        if finite:
+            allv = np.concatenate(finite)
+            lo, hi = float(allv.min()), float(allv.max())
+            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+            for (label, v), style in zip(series.items(), ({"alpha": 0.6}, {"alpha": 0.35}, {"histtype": "step", "linewidth": 1.6})):
+                if len(v):
+                    ax.hist(v, bins=edges, density=True, label=f"{label} (n={len(v)})", **style)
+        ax.set_xlabel(score_name)
+        ax.set_ylabel("density")
+        ax.set_title(f"{name}: positives vs non-positive candidates")
+        ax.legend(fontsize=7)
+        plots.append((f"{name}: score distributions", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+def _drops_plot(dropped: dict[str, int]) -> str:
+    plt = _pyplot()
+
+    fig, ax = plt.subplots(figsize=(6.4, 0.35 * max(len(dropped), 2) + 1))
+    names = list(dropped)[::-1]
+    ax.barh(names, [dropped[n] for n in names], color="#c0504d")
+    ax.set_xlabel("candidates dropped")
+    ax.set_title("what each selection step dropped")
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _doc_cells(docs: list[dict[str, Any]]) -> str:
+    if not docs:
+        return "<em>none</em>"
+    return "".join(
+        f"<div class='doc'><b>{html.escape(d['id'])}</b> "
+        f"<span class='score'>{'' if d['score'] is None else d['score']}</span><br>{html.escape(d['text'])}</div>"
+        for d in docs
+    )
+
+
+def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write the run directory's report as a self-contained HTML page; returns its path.
+
+    Args:
+        run_dir: a run directory written by ``hardneg mine`` (or :class:`hardneg.Miner`).
+        output: the page to write; default ``RUN_DIR/report.html``.
+    """
+    run = RunDir(run_dir)
+    if not run.report.is_file():
+        raise HardnegError(f"{run.path} holds no report.json; run `hardneg mine ... --run-dir {run.path}` first.")
+    report = json.loads(run.report.read_text(encoding="utf-8"))
+    snap_path, ex_path = run.path / SNAPSHOT, run.path / EXAMPLES
+    if not snap_path.is_file() or not ex_path.is_file():
+        raise HardnegError(
+            f"{run.path} has a report.json but no {SNAPSHOT}/{EXAMPLES} (written by hardneg >= 0.1 at the end of "
+            "mining); mine again with the same --run-dir (it reuses the saved candidates and takes seconds)."
+        )
+    with np.load(snap_path) as npz:
+        groups = {k: npz[k] for k in npz.files}
+    meta = json.loads(ex_path.read_text(encoding="utf-8"))
+    plots = _plots(groups, meta["score"])
+    drops = _drops_plot(report["dropped"]) if report.get("dropped") else None
+
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>hardneg report</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td.l,th.l{text-align:left}.doc{font-size:12px;margin:4px 0;padding:4px;background:#f6f6f6}"
+        ".score{color:#06c}.ex td{vertical-align:top;text-align:left;width:33%}",
+        "</style></head><body>",
+        f"<h1>hardneg mining report</h1><p>{esc(str(report.get('data')))}<br>method <b>{esc(str(report.get('method')))}</b>, "
+        f"depth {report.get('depth')}, {report.get('n_queries')} queries, {report.get('n_docs')} documents</p>",
+        "<h2>Selection steps</h2><table><tr><th class='l'>step</th><th>dropped</th><th>left</th></tr>",
+        f"<tr><td class='l'>retrieved</td><td></td><td>{report['candidates']}</td></tr>",
+    ]
+    left = report["candidates"]
+    for stage, n in report["dropped"].items():
+        left -= n
+        parts.append(f"<tr><td class='l'>{esc(stage)}</td><td>{n}</td><td>{left}</td></tr>")
+    parts.append("</table>")
+    if drops:
+        parts.append(f"<p><img alt='drops per step' src='{drops}'></p>")
+    q = report["queries"]
+    parts.append(
+        f"<p>queries kept {q['total'] - q['dropped']} of {q['total']}: full {q['full']}, padded {q['padded']}, "
+        f"short kept {q['short_kept']}, dropped {q['dropped']}</p>"
+    )
+    teacher = report.get("teacher")
+    if teacher:
+        parts.append(
+            f"<h2>Teacher</h2><p>teacher {esc(teacher['key'])}; relevant means {esc(teacher['relevant_rule'])}.</p>"
+            f"<table><tr><th class='l'>source</th><th>est. false negatives in raw top-{teacher['top']}</th>"
+            "<th>flagged</th><th>looked at</th><th>queries with any</th></tr>"
+        )
+        for name, r in teacher["false_negative_rate"].items():
+            parts.append(
+                f"<tr><td class='l'>{esc(name)}</td><td>{r['rate']:.3f}</td><td>{r['flagged']}</td>"
+                f"<td>{r['candidates']}</td><td>{r['queries_with_any']}</td></tr>"
+            )
+        parts.append("</table>")
+        if teacher.get("denoise_rule"):
+            parts.append(
+                f"<p>denoised {teacher['denoised']} candidates ({esc(teacher['denoise_rule'])})"
+                f"{', promoted to positives' if teacher.get('promoted') else ''}.</p>"
+            )
+    parts.append(f"<h2>Score distributions</h2><p>{esc(meta['score'])}s per source.</p>")
+    for title, uri in plots:
+        parts.append(f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='{uri}'>")
+    parts.append("<h2>Examples</h2>")
+    for ex in meta["examples"]:
+        parts.append(
+            f"<h3>{esc(ex['query_id'])}: {esc(ex['query'])}</h3><table class='ex'><tr><th class='l'>positives</th>"
+            f"<th class='l'>dropped as false negatives</th><th class='l'>kept hard negatives</th></tr><tr>"
+            f"<td>{_doc_cells(ex['positives'])}</td><td>{_doc_cells(ex['dropped'])}</td><td>{_doc_cells(ex['kept'])}</td></tr></table>"
+        )
+    parts.append("</body></html>")
+    page = Path(output) if output is not None else run.path / PAGE
+    with atomic_path(page) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return page

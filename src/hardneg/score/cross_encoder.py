@@ -1,0 +1,219 @@
+"""Cross-encoder teachers: the :class:`Scorer` protocol and a sentence-transformers scorer.
+
+A scorer reads (query, document) pairs and returns one relevance *logit* per pair.
+Logits, not probabilities, are what hardneg stores: a probability is one sigmoid
+away (:func:`hardneg.select.denoise.sigmoid`), and logits keep their resolution at
+both ends of the scale, which MarginMSE-style distillation needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+from hardneg.retrieve.encoder import (
+    Precision,
+    cpu_supports_bf16,
+    directory_fingerprint,
+    state_dict_fingerprint,
+    token_budget_batches,
+)
+from hardneg.store import fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """Scores (query, document) pairs: ``float32[n]`` relevance logits, higher = more relevant."""
+
+    def key(self) -> str:
+        """Fingerprint of everything that changes the scores (weights, max length, precision)."""
+        ...
+
+    def score_pairs(
+        self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = True
+    ) -> np.ndarray: ...
+
+
+def is_trained_cross_encoder_dir(path: Path) -> bool:
+    """True when ``path`` holds a saved sequence-classification head (a trained cross-encoder).
+
+    A bi-encoder directory (e.g. all-MiniLM-L6-v2) loads as a cross-encoder with a
+    freshly, randomly initialised head: its files do not determine its scores.
+    """
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
+
+
+class CrossEncoderScorer:
+    """A sentence-transformers ``CrossEncoder`` with one output (a relevance logit).
+
+    Pairs are tokenised once, sorted by token length and cut into batches holding at
+    most ``max_batch_tokens`` padded tokens, so a forward pass pads little whichever
+    query the pairs came from.
+
+    Args:
+        model: a model name, a local path, or a loaded ``CrossEncoder``. A path to a
+            bi-encoder loads with a fresh, untrained head (train one with
+            ``hardneg train-reranker``).
+        max_length: token limit of a (query, document) pair; default: the model's own.
+        batch_size: most pairs per forward pass.
+        max_batch_tokens: most padded tokens per forward pass.
+        precision: ``fp32``; ``bf16`` autocast; ``auto`` picks bf16 where the
+            hardware has it. Part of :meth:`key`: bf16 scores are cached apart.
+        device: torch device; default: the model's.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        precision: Precision = "auto",
+        device: str | None = None,
+    ) -> None:
+        if precision not in ("auto", "fp32", "bf16"):
+            raise HardnegError(f"precision must be auto, fp32 or bf16; got {precision!r}.")
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise HardnegError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}.")
+        self._model_arg = model
+        self._model = None if isinstance(model, (str, Path)) else model
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.precision = precision
+        self.device = device
+        self._key: str | None = None
+
+    @property
+    def model(self):
+        """The loaded ``CrossEncoder`` (loaded on first use)."""
+        if self._model is None:
+            self._model = load_cross_encoder(str(self._model_arg), device=self.device)
+        if self.max_length is not None:
+            self._model.max_seq_length = self.max_length
+        return self._model
+
+    def resolved_precision(self) -> str:
+        """``fp32`` or ``bf16``: what ``auto`` means on this machine."""
+        if self.precision != "auto":
+            return self.precision
+        import torch
+
+        device = str(self._model.device) if self._model is not None else (self.device or "")
+        if device.startswith("cuda") or (not device and torch.cuda.is_available()):
+            return "bf16"
+        return "bf16" if cpu_supports_bf16() else "fp32"
+
+    def key(self) -> str:
+        if self._key is None:
+            local = Path(str(self._model_arg))
+            if isinstance(self._model_arg, (str, Path)) and local.is_dir() and is_trained_cross_encoder_dir(local):
+                weights = directory_fingerprint(local)
+                max_length = self.max_length or _saved_max_length(local)
+            else:
+                # an untrained head is random: only the loaded weights say what the scores are
+                weights = state_dict_fingerprint(self.model)
+                max_length = self.model.max_seq_length
+            self._key = fingerprint("cross-encoder", weights, max_length, self.resolved_precision())
+        return self._key
+
+    def forget_key(self) -> None:
+        """Drop the cached fingerprint (call after the weights changed in place)."""
+        self._key = None
+
+    def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
+        """Relevance logits of ``(queries[i], documents[i])``, ``float32[n]``, in input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        if len(queries) != len(documents):
+            raise HardnegError(f"score_pairs: {len(queries)} queries but {len(documents)} documents; pass one of each per pair.")
+        model = self.model
+        n = len(queries)
+        out = np.empty(n, dtype=np.float32)
+        if not n:
+            return out
+        lengths = self.pair_lengths(queries, documents)
+        batches = token_budget_batches(lengths, self.batch_size, self.max_batch_tokens)
+        device_type = "cuda" if str(model.device).startswith("cuda") else "cpu"
+        autocast = (
+            torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+            if self.resolved_precision() == "bf16"
+            else contextlib.nullcontext()
+        )
+        identity = torch.nn.Identity()
+        with torch.inference_mode(), autocast, tqdm(total=n, desc="Scoring pairs", unit="pair", disable=not show_progress) as bar:
+            for rows in batches:
+                scores = model.predict(
+                    [(queries[i], documents[i]) for i in rows],
+                    batch_size=len(rows),
+                    activation_fn=identity,
+                    show_progress_bar=False,
+                    convert_to_tensor=True,
+                )
+                out[rows] = scores.float().reshape(len(rows)).cpu().numpy()
+                bar.update(len(rows))
+        return out
+
+    def pair_lengths(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        """Token count of each pair as the model sees it (truncated to the max length)."""
+        model = self.model
+        ids = model.tokenizer(
+            list(queries), list(documents), truncation="longest_first", max_length=model.max_seq_length
+        )["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+
+def _saved_max_length(path: Path) -> int | None:
+    for name in ("tokenizer_config.json", "sentence_bert_config.json"):
+        file = path / name
+        if file.is_file():
+            try:
+                cfg = json.loads(file.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            for key in ("model_max_length", "max_seq_length", "max_length"):
+                if isinstance(cfg.get(key), int):
+                    return cfg[key]
+    return None
+
+
+def load_cross_encoder(name_or_path: str, device: str | None = None, *, max_length: int | None = None):
+    """Load a one-output ``CrossEncoder``, turning the usual failures into actionable errors."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as exc:
+        raise HardnegError(
+            "Cross-encoder teachers need sentence-transformers and torch: pip install 'hardneg[dense]' "
+            "(install torch==2.13.0 first for the CPU build)."
+        ) from exc
+    try:
+        model = CrossEncoder(name_or_path, num_labels=1, device=device, max_length=max_length)
+    except OSError as exc:
+        raise HardnegError(
+            f"Could not load the cross-encoder {name_or_path!r}: {exc}. Pass a local directory (e.g. one written "
+            "by `hardneg train-reranker`), or a model name already in the Hugging Face cache (set HF_HUB_OFFLINE=1 "
+            "when there is no network)."
+        ) from exc
+    if model.num_labels != 1:
+        raise HardnegError(
+            f"{name_or_path!r} is a cross-encoder with {model.num_labels} outputs; a teacher needs one relevance "
+            "score per pair. Use a reranker trained with one label (hardneg train-reranker makes one)."
+        )
+    return model

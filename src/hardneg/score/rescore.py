@@ -1,0 +1,207 @@
+"""Teacher scores for every candidate and every positive: batched, length-sorted, cached.
+
+All (query, document) pairs of a candidate set are scored in one pass: pairs are
+deduplicated, sorted by text length across queries and cut into shards; each shard
+is written to the run directory atomically (temp file + rename), so a killed run
+resumes from its last shard and gives the same scores as an uninterrupted one. The
+cache key holds the scorer's fingerprint (weights, max length, precision), the data
+fingerprint and the pairs, so another teacher or other candidates never reuse stale
+scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hardneg.candidates import EMPTY, Candidates
+from hardneg.errors import HardnegError
+from hardneg.store import RunDir, atomic_path, fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+def candidate_pairs(candidates: Candidates, positives: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (query row, corpus row) pairs of all candidates and positives.
+
+    Returns:
+        ``(query_rows int64[m], doc_rows int64[m])``, sorted by query row then doc row.
+    """
+    n, _ = candidates.doc_ids.shape
+    if len(positives) != n:
+        raise HardnegError(
+            f"{n} candidate rows but {len(positives)} queries with positives: the candidates were mined for other "
+            "data. Pass the data they were mined from."
+        )
+    rows = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], candidates.doc_ids.shape)
+    filled = candidates.doc_ids != EMPTY
+    q = np.concatenate([rows[filled], np.repeat(np.arange(n, dtype=np.int64), [len(p) for p in positives])])
+    d = np.concatenate([candidates.doc_ids[filled].astype(np.int64), *[np.asarray(p, np.int64) for p in positives]])
+    width = int(d.max()) + 1 if len(d) else 1
+    flat = np.unique(q * width + d)
+    return flat // width, flat % width
+
+
+def scatter_scores(
+    candidates: Candidates,
+    positives: tuple[np.ndarray, ...],
+    query_rows: np.ndarray,
+    doc_rows: np.ndarray,
+    pair_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spread per-pair scores back onto the candidate and positive matrices.
+
+    Returns:
+        ``(teacher_scores float32[n, k], teacher_positive_scores float32[n, p])``, NaN
+        for empty slots and padding.
+    """
+    width = int(doc_rows.max()) + 1 if len(doc_rows) else 1
+    flat = query_rows * width + doc_rows  # sorted (candidate_pairs returns np.unique order)
+
+    def lookup(q: np.ndarray, d: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(flat, q * width + d)
+        return pair_scores[at]
+
+    n, k = candidates.doc_ids.shape
+    teacher = np.full((n, k), np.nan, dtype=np.float32)
+    filled = candidates.doc_ids != EMPTY
+    rows = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], (n, k))
+    if filled.any():
+        teacher[filled] = lookup(rows[filled], candidates.doc_ids[filled].astype(np.int64))
+    p_width = max(max((len(p) for p in positives), default=0), 1)
+    positive = np.full((n, p_width), np.nan, dtype=np.float32)
+    for row, pos in enumerate(positives):
+        if len(pos):
+            positive[row, : len(pos)] = lookup(np.full(len(pos), row, np.int64), np.asarray(pos, np.int64))
+    return teacher, positive
+
+
+def _pairs_digest(query_rows: np.ndarray, doc_rows: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(query_rows, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(doc_rows, dtype="<i8").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def teacher_dir(run_dir: RunDir) -> Path:
+    """Where teacher pair scores live inside a run directory."""
+    return run_dir.path / "teacher"
+
+
+def score_pairs_cached(
+    scorer,
+    query_texts: list[str] | tuple[str, ...],
+    doc_texts: list[str] | tuple[str, ...],
+    query_rows: np.ndarray,
+    doc_rows: np.ndarray,
+    *,
+    key: str,
+    run_dir: RunDir | None = None,
+    shard_size: int = 4096,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Score pairs ``(query_texts[query_rows[i]], doc_texts[doc_rows[i]])`` in length-sorted shards.
+
+    Pairs are ordered by character length (longest first) across all queries, so each
+    shard, and each batch the scorer makes of it, holds pairs of similar length. With a
+    ``run_dir`` every finished shard is saved atomically under ``key`` and reused by a
+    rerun; the finished array replaces the shards.
+
+    Returns:
+        ``float32[len(query_rows)]`` in input order.
+    """
+    if shard_size < 1:
+        raise HardnegError(f"shard_size must be at least 1, got {shard_size}.")
+    m = len(query_rows)
+    final = parts_dir = None
+    if run_dir is not None:
+        final = teacher_dir(run_dir) / f"{key}.npy"
+        if final.exists():
+            logger.info("reusing cached teacher scores %s", final.name)
+            return np.load(final)
+        parts_dir = teacher_dir(run_dir) / f"{key}.parts"
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    q_len = np.fromiter((len(t) for t in query_texts), dtype=np.int64, count=len(query_texts))
+    d_len = np.fromiter((len(t) for t in doc_texts), dtype=np.int64, count=len(doc_texts))
+    order = np.argsort(-(q_len[query_rows] + d_len[doc_rows]), kind="stable")
+    starts = range(0, m, shard_size)
+    if parts_dir is not None:
+        done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
+        if done:
+            logger.info("teacher scoring: resuming, %d of %d shards already scored", done, len(starts))
+    out = np.empty(m, dtype=np.float32)
+    with tqdm(total=m, desc="Teacher scoring", unit="pair", disable=not show_progress) as bar:
+        for i, start in enumerate(starts):
+            idx = order[start : start + shard_size]
+            shard_path = parts_dir / f"{i:05d}.npy" if parts_dir is not None else None
+            if shard_path is not None and shard_path.exists():
+                scores = np.load(shard_path)
+            else:
+                scores = np.asarray(
+                    scorer.score_pairs(
+                        [query_texts[r] for r in query_rows[idx].tolist()],
+                        [doc_texts[r] for r in doc_rows[idx].tolist()],
+                        show_progress=False,
+                    ),
+                    dtype=np.float32,
+                ).reshape(-1)
+                if len(scores) != len(idx):
+                    raise HardnegError(f"The scorer returned {len(scores)} scores for {len(idx)} pairs; expected one per pair.")
+                if shard_path is not None:
+                    with atomic_path(shard_path) as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, scores)
+            out[idx] = scores
+            bar.update(len(idx))
+    if final is not None:
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, out)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return out
+
+
+def rescore_candidates(
+    candidates: Candidates,
+    data,
+    scorer,
+    *,
+    run_dir: RunDir | str | Path | None = None,
+    shard_size: int = 4096,
+    show_progress: bool = True,
+) -> Candidates:
+    """Candidates with a teacher score for every candidate and every positive.
+
+    Args:
+        candidates: retrieved candidates of ``data`` (rows aligned with its queries).
+        data: the :class:`~hardneg.data.RetrievalData` they were mined from.
+        scorer: a :class:`~hardneg.score.cross_encoder.Scorer`.
+        run_dir: where pair scores are cached (resumable); None computes in memory.
+        shard_size: pairs per saved shard (the resume granularity).
+
+    Returns:
+        A copy with ``teacher_scores``, ``teacher_positive_scores`` and ``teacher``
+        (the scorer's key) set. Scores are logits.
+    """
+    if run_dir is not None and not isinstance(run_dir, RunDir):
+        run_dir = RunDir(run_dir)
+    if tuple(candidates.query_ids) != tuple(data.queries.ids):
+        raise HardnegError(
+            "The candidates' query ids differ from the data's: they were mined for other data (or another "
+            "--max-queries). Pass the data they were mined from."
+        )
+    query_rows, doc_rows = candidate_pairs(candidates, data.positives)
+    scorer_key = scorer.key()
+    key = fingerprint("teacher-pairs", scorer_key, data.fingerprint(), _pairs_digest(query_rows, doc_rows))
+    pair_scores = score_pairs_cached(
+        scorer, data.queries.texts, data.corpus.passages, query_rows, doc_rows,
+        key=key, run_dir=run_dir, shard_size=shard_size, show_progress=show_progress,
+    )
+    teacher, positive = scatter_scores(candidates, data.positives, query_rows, doc_rows, pair_scores)
+    return dataclasses.replace(candidates, teacher_scores=teacher, teacher_positive_scores=positive, teacher=scorer_key)

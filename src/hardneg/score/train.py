@@ -1,0 +1,299 @@
+"""Training a cross-encoder teacher on qrels positives and hardneg-mined negatives.
+
+The teacher is a sentence-transformers ``CrossEncoder`` with one output, trained
+with binary cross-entropy on (query, positive) pairs labelled 1 and (query,
+negative) pairs labelled 0, the negatives mined by :class:`hardneg.Miner` (BM25,
+dense or hybrid). Training runs in the Hugging Face trainer, which saves
+checkpoints every ``save_steps``; a rerun with the same output directory resumes
+from the last one. After training the teacher reranks a first-stage list of the
+dev split and the metrics are saved next to the model.
+
+References:
+    Qu et al., "RocketQA: An Optimized Training Approach to Dense Passage Retrieval
+    for Open-Domain Question Answering", NAACL 2021 (a cross-encoder trained on
+    retrieved negatives, then used to denoise them).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+from hardneg.store import fingerprint, write_json
+
+logger = logging.getLogger(__name__)
+
+NegativeSource = Literal["bm25", "dense", "hybrid"]
+RESULT_FILE = "train_reranker.json"
+
+
+@dataclass(frozen=True)
+class TeacherTrainingConfig:
+    """How a cross-encoder teacher is trained and checked.
+
+    Attributes:
+        negatives: where training negatives come from: ``bm25``, ``dense`` (the
+            ``negatives_model`` bi-encoder) or ``hybrid`` (both, RRF-fused).
+        negatives_model: bi-encoder for dense/hybrid negatives; default: the base model.
+        negatives_per_query: mined negatives per query (each a pair labelled 0).
+        negative_sampling: ``top`` (the hardest: many are unlabelled positives, and a
+            fresh head can collapse to a constant on them) or ``random`` (uniform over
+            the retrieved top-100: a mix of hard and easy negatives).
+        max_queries: train on a seeded random sample of this many queries.
+        epochs: passes over the pairs.
+        max_steps: stop after this many optimiser steps (overrides ``epochs``).
+        batch_size: pairs per step.
+        learning_rate: peak learning rate (linear warm-up over 10 % of the steps).
+        max_length: token limit of a (query, document) pair.
+        precision: ``bf16`` autocast, ``fp32``, or ``auto``: bf16 on a GPU, fp32 on a CPU
+            (measured here: CPU bf16 autocast slows training down, though it speeds up
+            inference; the dev evaluation and negative mining use bf16 where available).
+        save_steps: checkpoint every this many steps (the resume granularity).
+        seed: seeds the query sample, negative sampling, head initialisation and shuffling.
+        eval_depth: first-stage (BM25) documents per dev query the teacher reranks.
+        eval_max_queries: evaluate on a seeded sample of this many dev queries (None: all).
+    """
+
+    negatives: NegativeSource = "hybrid"
+    negatives_model: str | None = None
+    negatives_per_query: int = 7
+    negative_sampling: Literal["top", "random"] = "top"
+    max_queries: int | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    max_length: int = 192
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    save_steps: int = 50
+    seed: int = 0
+    eval_depth: int = 30
+    eval_max_queries: int | None = 200
+
+    def __post_init__(self) -> None:
+        if self.negatives not in ("bm25", "dense", "hybrid"):
+            raise HardnegError(f"negatives must be bm25, dense or hybrid; got {self.negatives!r}.")
+        for name in ("negatives_per_query", "batch_size", "max_length", "save_steps", "eval_depth"):
+            if getattr(self, name) < 1:
+                raise HardnegError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise HardnegError(f"max_queries must be at least 1, got {self.max_queries}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise HardnegError(f"epochs and learning_rate must be positive, got {self.epochs}, {self.learning_rate}.")
+
+
+@dataclass
+class TeacherTrainingResult:
+    """What :func:`train_reranker` made: the model path, the data sizes, time and dev metrics."""
+
+    model_path: str
+    base: str
+    config: dict[str, Any]
+    train_queries: int
+    train_pairs: int
+    steps: int
+    seconds: dict[str, float]
+    dev: dict[str, dict[str, float]] = field(default_factory=dict)
+    dev_queries: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format_table(self) -> str:
+        lines = [
+            f"teacher   {self.model_path} (from {self.base})",
+            f"trained   {self.train_pairs} pairs from {self.train_queries} queries, {self.steps} steps, "
+            f"{self.seconds.get('train', 0.0):.0f}s",
+        ]
+        if self.dev:
+            keys = list(next(iter(self.dev.values())))
+            lines += ["", f"dev reranking ({self.dev_queries} queries)", f"{'ranking':<22}" + "".join(f"{k:>12}" for k in keys)]
+            for name, metrics in self.dev.items():
+                lines.append(f"{name:<22}" + "".join(f"{metrics[k]:>12.4f}" for k in keys))
+        return "\n".join(lines)
+
+
+def sample_queries(data, n: int | None, seed: int):
+    """A seeded random sample of ``n`` queries of ``data`` (in their original order)."""
+    if n is None or n >= len(data.queries):
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.queries), size=n, replace=False))
+    return data.subset(rows.tolist())
+
+
+def negative_retriever(source: NegativeSource, model: str, max_length: int | None = None, precision: str = "auto"):
+    """The retriever that mines the teacher's training negatives."""
+    from hardneg.retrieve.bm25 import BM25Retriever
+
+    bm25 = BM25Retriever()
+    if source == "bm25":
+        return bm25
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+
+    dense = DenseRetriever(SentenceTransformerEncoder(model, max_length=max_length, precision=precision))
+    if source == "dense":
+        return dense
+    from hardneg.retrieve.hybrid import HybridRetriever
+
+    return HybridRetriever(bm25, dense)
+
+
+def training_pairs(data, retriever, config: TeacherTrainingConfig, run_dir: Path, *, show_progress: bool = True):
+    """Labelled (query, document, label) rows: every positive (1) and the mined negatives (0)."""
+    from hardneg.export import build_rows
+    from hardneg.mine import Miner
+    from hardneg.select import SelectionConfig
+
+    selection = SelectionConfig(
+        num_negatives=config.negatives_per_query, sampling=config.negative_sampling, if_short="pad", seed=config.seed
+    )
+    miner = Miner(retriever, selection, run_dir=run_dir, show_progress=show_progress)
+    result = miner.mine(data)
+    rows = build_rows(data, result.selection, "labeled-pair")
+    return [{"query": r["anchor"], "document": r["document"], "label": float(r["label"])} for r in rows]
+
+
+def evaluate_reranker(
+    scorer,
+    data,
+    *,
+    depth: int = 30,
+    max_queries: int | None = 200,
+    seed: int = 0,
+    first_stage=None,
+    show_progress: bool = True,
+) -> tuple[dict[str, dict[str, float]], int]:
+    """nDCG@10 etc. of a first stage (BM25 by default) and of the teacher reranking its top ``depth``.
+
+    Positives stay in the list (this is evaluation). Returns ``({"first_stage": ...,
+    "reranked": ...}, n_queries)``.
+    """
+    from hardneg.evaluate import Evaluator, run_from_candidates
+    from hardneg.retrieve.bm25 import BM25Retriever
+    from hardneg.score.rerank import reranked_run
+    from hardneg.score.rescore import rescore_candidates
+
+    data = sample_queries(data, max_queries, seed)
+    retriever = first_stage or BM25Retriever()
+    candidates = retriever.retrieve(data, depth, show_progress=show_progress)
+    evaluator = Evaluator(data.qrels())
+    first = evaluator.evaluate(run_from_candidates(candidates, data.corpus.ids))
+    scored = rescore_candidates(candidates, data, scorer, show_progress=show_progress)
+    reranked = evaluator.evaluate(reranked_run(scored, data.corpus.ids))
+    return {"first_stage": first, "reranked": reranked}, len(data.queries)
+
+
+def train_reranker(
+    data,
+    base: str,
+    output: str | Path,
+    config: TeacherTrainingConfig | None = None,
+    *,
+    dev_data=None,
+    show_progress: bool = True,
+) -> TeacherTrainingResult:
+    """Train a cross-encoder teacher and save it in ``output``.
+
+    Args:
+        data: training :class:`~hardneg.data.RetrievalData` (queries with positives).
+        base: model name or path the teacher starts from (a bi-encoder gets a fresh head).
+        output: directory for the teacher. A sibling ``<output>.work`` keeps the mining
+            cache and the checkpoints while training (checkpoints are removed once the
+            model is saved), so the teacher directory holds only the model and its record
+            (its fingerprint, which keys cached teacher scores, covers only those files).
+        config: training settings.
+        dev_data: data to evaluate reranking on after training; None skips evaluation.
+        show_progress: tqdm bars.
+
+    Returns:
+        The result, also saved as ``output/train_reranker.json``.
+
+    References:
+        Qu et al., "RocketQA", NAACL 2021.
+    """
+    try:
+        import torch
+        from datasets import Dataset
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    except ImportError as exc:
+        raise HardnegError(
+            "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
+        ) from exc
+    from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
+
+    config = config or TeacherTrainingConfig()
+    output = Path(output)
+    work = output.parent / f"{output.name}.work"
+    # checkpoints resume only the very same training (data, base, settings)
+    run_key = fingerprint(data.fingerprint(), str(base), asdict(config))
+    checkpoints = work / f"checkpoints-{run_key}"
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    train = sample_queries(data, config.max_queries, config.seed)
+    retriever = negative_retriever(config.negatives, config.negatives_model or base)
+    rows = training_pairs(train, retriever, config, work / "mining", show_progress=show_progress)
+    seconds["mining"] = time.perf_counter() - t0
+
+    torch.manual_seed(config.seed)  # the fresh head's initialisation
+    model = load_cross_encoder(base, max_length=config.max_length)
+    on_gpu = str(model.device).startswith("cuda")
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=0.1,
+        bf16=bf16,
+        use_cpu=str(model.device) == "cpu",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, config.save_steps // 2),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+    )
+    n_neg = config.negatives_per_query
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_neg)))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        logger.info("resuming teacher training from the last checkpoint in %s", checkpoints)
+    t1 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds["train"] = time.perf_counter() - t1
+    steps = int(trainer.state.global_step)
+
+    model.save_pretrained(str(output))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    result = TeacherTrainingResult(
+        model_path=str(output), base=str(base), config=asdict(config), train_queries=len(train.queries),
+        train_pairs=len(rows), steps=steps, seconds={},
+    )
+    if dev_data is not None:
+        t2 = time.perf_counter()
+        scorer = CrossEncoderScorer(model, precision="auto" if config.precision == "auto" else config.precision)
+        result.dev, result.dev_queries = evaluate_reranker(
+            scorer, dev_data, depth=config.eval_depth, max_queries=config.eval_max_queries, seed=config.seed,
+            show_progress=show_progress,
+        )
+        seconds["evaluate"] = time.perf_counter() - t2
+    result.seconds = {k: round(v, 2) for k, v in seconds.items()}
+    write_json(output / RESULT_FILE, result.to_dict())
+    return result

@@ -1,0 +1,62 @@
+"""The teacher commands end to end: mine → rescore → mine with denoising → report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "hardneg.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_rescore_then_denoise_then_report(tmp_path, tiny_dir, minilm_path):
+    import torch
+
+    from hardneg.score.cross_encoder import load_cross_encoder
+
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher"
+    load_cross_encoder(minilm_path, max_length=64).save_pretrained(str(teacher))  # a (random-headed) teacher dir
+    run = tmp_path / "run"
+    common = ["mine", str(tiny_dir), "--retriever", "bm25", "--depth", "8", "--max-queries", "25",
+              "--num-negatives", "2", "--if-short", "keep", "--format", "ids", "--run-dir", str(run)]
+    first = run_cli(*common, "--output", str(tmp_path / "a.jsonl"))
+    assert first.returncode == 0, first.stderr
+
+    rescored = run_cli("rescore", str(run), "--cross-encoder", str(teacher), "--teacher-precision", "fp32")
+    assert rescored.returncode == 0, rescored.stderr
+    assert "est. false negatives" in rescored.stdout and "bm25" in rescored.stdout
+
+    # the saved teacher scores are read without --cross-encoder; the rule holds in the output
+    second = run_cli(*common, "--denoise", "relative", "--denoise-threshold", "0.0", "--output", str(tmp_path / "b.jsonl"))
+    assert second.returncode == 0, second.stderr
+    rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert rows and any(r["denoised_ids"] for r in rows)
+    for r in rows:
+        ref = min(r["teacher_positive_scores"])
+        assert all(t <= ref for t in r["teacher_negative_scores"])  # kept: not above the positive
+        assert all(t > ref for t in r["denoised_scores"])  # dropped: above it
+    assert "denoise" in second.stdout and "est. false negatives" in second.stdout
+
+    page = run_cli("report", str(run))
+    assert page.returncode == 0, page.stderr
+    assert "data:image/png;base64," in (run / "report.html").read_text()
+
+
+def test_denoise_flag_without_threshold_is_a_one_line_error(tmp_path, tiny_dir):
+    out = run_cli("mine", str(tiny_dir), "--denoise", "absolute", "--output", str(tmp_path / "x.jsonl"))
+    assert out.returncode == 2
+    assert "--denoise-threshold" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rescore_without_teacher_says_how(tmp_path):
+    out = run_cli("rescore", str(tmp_path))
+    assert out.returncode == 2 and "--cross-encoder" in out.stderr

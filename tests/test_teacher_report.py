@@ -1,0 +1,71 @@
+"""The HTML report: self-contained, with plots that decode to PNGs, and the teacher's findings."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pytest
+
+from hardneg.errors import HardnegError
+from hardneg.mine import Miner
+from hardneg.report_html import render_html
+from hardneg.retrieve.bm25 import BM25Retriever
+from hardneg.select import SelectionConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class WordTeacher:
+    def key(self) -> str:
+        return "word-teacher"
+
+    def score_pairs(self, queries, documents, *, show_progress=True):
+        return np.array([4.0 * len(set(q.lower().split()) & set(d.lower().split())) / max(len(q.split()), 1) - 2.0
+                         for q, d in zip(queries, documents)], dtype=np.float32)
+
+
+def images(page: str) -> list[bytes]:
+    uris = re.findall(r"<img[^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    return [base64.b64decode(u, validate=True) for u in uris]
+
+
+def test_report_page_embeds_decodable_plots_and_examples(tmp_path, tiny_train):
+    config = SelectionConfig(num_negatives=2, denoise="absolute", denoise_threshold=0.0, if_short="pad")
+    Miner(BM25Retriever(), config, depth=20, run_dir=tmp_path, show_progress=False, teacher=WordTeacher()).mine(tiny_train)
+    page_path = render_html(tmp_path)
+    page = page_path.read_text(encoding="utf-8")
+    pngs = images(page)
+    assert len(pngs) >= 2  # drops per step + one histogram per source
+    import matplotlib.image as mpimg
+    import io
+
+    for png in pngs:
+        assert png.startswith(PNG_MAGIC)
+        assert mpimg.imread(io.BytesIO(png), format="png").shape[0] > 50
+    assert "src='http" not in page and "src=\"http" not in page  # nothing to fetch: viewable offline
+    assert "est. false negatives in raw top-10" in page and "bm25" in page
+    assert "dropped as false negatives" in page and "denoise" in page
+    # examples: the query with the most dropped false negatives first, its drops and kept negatives side by side
+    assert page.count("<table class='ex'>") == 5
+    first = page.split("<table class='ex'>")[1].split("</table>")[0]
+    cells = re.findall(r"<td>(.*?)</td>", first, flags=re.S)
+    assert len(cells) == 3 and "<em>none</em>" not in cells[1] and "<em>none</em>" not in cells[2]
+    for cell in cells[1:]:
+        for doc_id, score in re.findall(r"<b>(.*?)</b> <span class='score'>(.*?)</span>", cell):
+            assert doc_id in tiny_train.corpus.row_of
+        dropped_scores = [float(s) for s in re.findall(r"<span class='score'>(.*?)</span>", cells[1])]
+    assert dropped_scores and all(s > 0.0 for s in dropped_scores)  # the rule: teacher logit > 0
+
+
+def test_report_page_without_teacher_still_renders(tmp_path, tiny_train):
+    Miner(BM25Retriever(), SelectionConfig(num_negatives=2), depth=20, run_dir=tmp_path,
+          show_progress=False).mine(tiny_train)
+    page = render_html(tmp_path, tmp_path / "out.html").read_text(encoding="utf-8")
+    assert len(images(page)) >= 2 and "Teacher" not in page
+
+
+def test_report_of_an_empty_run_dir_says_what_to_do(tmp_path):
+    with pytest.raises(HardnegError, match="hardneg mine"):
+        render_html(tmp_path)
