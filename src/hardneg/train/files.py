@@ -1,0 +1,154 @@
+"""Training examples from a file written by ``hardneg mine`` (triplet, n-tuple, flag, ids)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+from hardneg.text import text_keys
+from hardneg.train.pool import NegativePool
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_FORMATS = ("triplet", "n-tuple", "flag", "ids")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise HardnegError(f"Negatives file {path} does not exist; write one with `hardneg mine ... --output {path}`.")
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        rows = []
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise HardnegError(f"{path}, line {lineno}: not valid JSON ({exc.msg}).") from exc
+        return rows
+    raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
+
+
+def detect_format(columns: set[str]) -> str:
+    """Which hardneg export format a set of columns is."""
+    if {"anchor", "positive", "negative"} <= columns:
+        return "triplet"
+    if {"anchor", "positive", "negative_1"} <= columns:
+        return "n-tuple"
+    if {"query", "pos", "neg"} <= columns:
+        return "flag"
+    if {"query_id", "positive_ids", "negative_ids"} <= columns:
+        return "ids"
+    raise HardnegError(
+        f"Cannot train from a file with columns {sorted(columns)}: expected a hardneg export in one of the formats "
+        f"{', '.join(TRAINABLE_FORMATS)} (write one with `hardneg mine --format n-tuple`)."
+    )
+
+
+def pool_from_file(path: str | Path, data=None, *, num_negatives: int | None = None,
+                   with_scores: bool = False) -> NegativePool:
+    """Training examples from an exported file.
+
+    Args:
+        path: the file.
+        data: the mining data; needed for the ``ids`` format, and used (when given) to
+            know every positive of a query and each example's query row.
+        num_negatives: use only the first N negatives of each row (default: all; rows
+            must then have equal counts).
+        with_scores: keep the ``scores`` (triplet, n-tuple) or ``pos_scores``/``neg_scores``
+            (flag) columns as MarginMSE labels ``[positive, negatives...]``.
+    """
+    rows = read_rows(path)
+    if not rows:
+        raise HardnegError(f"{path} holds no rows.")
+    fmt = detect_format(set(rows[0]))
+    examples: list[tuple[str, str, list[str], list[float] | None]] = []
+    for lineno, row in enumerate(rows, 1):
+        try:
+            examples.extend(_examples_of_row(fmt, row, data))
+        except KeyError as exc:
+            raise HardnegError(f"{path}, row {lineno}: missing column or unknown id {exc} for format {fmt}.") from exc
+    if num_negatives is not None:
+        short = [i for i, e in enumerate(examples) if len(e[2]) < num_negatives]
+        if short:
+            raise HardnegError(f"{path}: row {short[0] + 1} has fewer than {num_negatives} negatives; lower --num-negatives.")
+        examples = [(a, p, n[:num_negatives], None if s is None else s[: num_negatives + 1]) for a, p, n, s in examples]
+    if with_scores and any(e[3] is None or any(v is None for v in e[3]) for e in examples):
+        raise HardnegError(f"{path} has rows without scores; MarginMSE needs them (mine with --with-scores, or a teacher).")
+    # A file may repeat an exact row (triplets of one query with equal texts): keep the first.
+    seen, unique = set(), []
+    for e in examples:
+        key = (e[0], e[1], tuple(e[2]))
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+    logger.info("%s: %d %s rows -> %d training examples", path, len(rows), fmt, len(unique))
+    return _pool(unique, data, with_scores)
+
+
+def _examples_of_row(fmt: str, row: dict[str, Any], data) -> list[tuple[str, str, list[str], list[float] | None]]:
+    if fmt == "triplet":
+        return [(row["anchor"], row["positive"], [row["negative"]], row.get("scores"))]
+    if fmt == "n-tuple":
+        negs = [row[f"negative_{j}"] for j in range(1, 1 + sum(1 for c in row if c.startswith("negative_")))]
+        return [(row["anchor"], row["positive"], negs, row.get("scores"))]
+    if fmt == "flag":
+        out = []
+        for p, ps in zip(row["pos"], row.get("pos_scores") or [None] * len(row["pos"])):
+            out.append((row["query"], p, list(row["neg"]), [ps, *(row.get("neg_scores") or [None] * len(row["neg"]))]))
+        return out
+    if data is None:
+        raise HardnegError("The ids format holds only ids: pass the data it was mined from (DATA argument).")
+    q = _query_row(data)[row["query_id"]]
+    passages, doc = data.corpus.passages, data.corpus.row_of
+    negs = [passages[doc[d]] for d in row["negative_ids"]]
+    scores = row.get("negative_scores")
+    return [
+        (data.queries.texts[q], passages[doc[p]], negs, [ps, *scores] if scores is not None else None)
+        for p, ps in zip(row["positive_ids"], row.get("positive_scores") or [None] * len(row["positive_ids"]))
+    ]
+
+
+def _query_row(data) -> dict[str, int]:
+    cache = getattr(data, "_hardneg_query_row", None)
+    if cache is None:
+        cache = {qid: i for i, qid in enumerate(data.queries.ids)}
+        object.__setattr__(data, "_hardneg_query_row", cache)
+    return cache
+
+
+def _pool(examples, data, with_scores: bool) -> NegativePool:
+    anchors = [e[0] for e in examples]
+    group_of: dict[str, int] = {}
+    groups = np.array([group_of.setdefault(a, len(group_of)) for a in anchors], np.int64)
+    # every positive of a query: those in the file, plus the data's qrels when given
+    positives_of: list[set[str]] = [set() for _ in group_of]
+    for e, g in zip(examples, groups.tolist()):
+        positives_of[g].add(e[1])
+    query_rows = np.full(len(examples), -1, np.int64)
+    if data is not None:
+        row_of_text = {t: i for i, t in enumerate(data.queries.texts)}
+        passages = data.corpus.passages
+        for anchor, g in group_of.items():
+            q = row_of_text.get(anchor)
+            if q is not None:
+                positives_of[g].update(passages[p] for p in data.positives[q].tolist())
+                query_rows[groups == g] = q
+    group_keys = [text_keys(sorted(s)) for s in positives_of]
+    scores = np.asarray([e[3] for e in examples], np.float32) if with_scores else None
+    return NegativePool(anchors, [e[1] for e in examples], [list(e[2]) for e in examples], groups, group_keys,
+                        query_rows, scores=scores)

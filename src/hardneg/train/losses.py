@@ -1,0 +1,87 @@
+"""Loss factory: the sentence-transformers losses hardneg trains with.
+
+References:
+    Henderson et al., "Efficient Natural Language Response Suggestion for Smart
+    Reply", 2017 (MultipleNegativesRankingLoss). Gao et al., "Scaling Deep
+    Contrastive Learning Batch Size under Memory Limited Setup", RepL4NLP 2021
+    (GradCache, the cached variants). Solatorio, "GISTEmbed: Guided In-sample
+    Selection of Training Negatives for Text Embedding Fine-tuning", 2024.
+    Hofstätter et al., "Improving Efficient Neural Ranking Models with
+    Cross-Architecture Knowledge Distillation", 2020 (MarginMSE).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("mnrl", "cached-mnrl", "gist", "cached-gist", "margin-mse")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss, and its knobs.
+
+    Attributes:
+        name: ``mnrl`` (in-batch + hard negatives, InfoNCE); ``cached-mnrl`` (the same,
+            GradCache: large batches in ``mini_batch_size`` chunks); ``gist`` /
+            ``cached-gist`` (in-batch candidates that the guide scores above the
+            positive are masked out as likely false negatives); ``margin-mse``
+            (regress the student's positive-negative margin on teacher scores; needs
+            a ``scores`` column).
+        scale: inverse temperature of the ranking losses (MNRL default 20).
+        mini_batch_size: chunk size of the cached losses.
+        guide: GIST guide model (name or path); None uses the model being trained
+            (self-guided, so the guide improves with the student).
+        gist_temperature: GIST softmax temperature.
+    """
+
+    name: str = "mnrl"
+    scale: float = 20.0
+    mini_batch_size: int = 32
+    guide: str | None = None
+    gist_temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise HardnegError(f"Unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}.")
+        if self.mini_batch_size < 1:
+            raise HardnegError(f"mini_batch_size must be at least 1, got {self.mini_batch_size}.")
+
+    @property
+    def needs_scores(self) -> bool:
+        return self.name == "margin-mse"
+
+
+def make_loss(config: LossConfig, model: Any, *, num_negatives: int) -> Any:
+    """The sentence-transformers loss ``config`` names, bound to ``model``.
+
+    Args:
+        config: the loss settings.
+        model: the ``SentenceTransformer`` being trained.
+        num_negatives: hard negatives per example (MarginMSE needs at least one).
+    """
+    from sentence_transformers.sentence_transformer import losses
+
+    if config.name == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
+    if config.name == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
+    if config.name in ("gist", "cached-gist"):
+        guide = model
+        if config.guide is not None:
+            from hardneg.retrieve.encoder import load_sentence_transformer
+
+            guide = load_sentence_transformer(config.guide, device=str(model.device))
+        if config.name == "gist":
+            return losses.GISTEmbedLoss(model, guide=guide, temperature=config.gist_temperature)
+        return losses.CachedGISTEmbedLoss(model, guide=guide, temperature=config.gist_temperature,
+                                          mini_batch_size=config.mini_batch_size)
+    if num_negatives < 1:
+        raise HardnegError("margin-mse needs at least one hard negative with teacher scores; it has no in-batch mode.")
+    return losses.MarginMSELoss(model)

@@ -1,0 +1,281 @@
+"""ANCE-style refresh: re-mine the negatives with the model being trained.
+
+Every ``every`` optimizer steps the callback re-encodes the corpus with the
+current weights, rebuilds the index, re-runs the *same* :class:`~hardneg.mine.Miner`
+(and so the same selection settings) the run started with, and swaps the new
+negatives into the :class:`~hardneg.train.pool.NegativePool` the batches are drawn
+from. Each refresh is logged with its wall time, the staleness of the negatives it
+replaced, and dev-split metrics.
+
+The refresh is synchronous: training pauses while the corpus is re-encoded.
+(ANCE re-encodes asynchronously from a weight snapshot in another process; that
+mode is not implemented.)
+
+References:
+    Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
+    Dense Text Retrieval", ICLR 2021.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.candidates import EMPTY
+from hardneg.errors import HardnegError
+from hardneg.store import write_json
+
+logger = logging.getLogger(__name__)
+
+REFRESH_STATE = "hardneg_refresh.json"
+NEGATIVES_STATE = "hardneg_negatives.json"
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """When and how to refresh.
+
+    Attributes:
+        every: refresh after every ``every`` optimizer steps (never at the last step).
+        staleness_k: staleness compares the negatives in use with the refreshed
+            model's top ``staleness_k`` candidates of the same query.
+        dev_max_queries: evaluate on at most this many dev queries (the first ones);
+            None: all.
+    """
+
+    every: int
+    staleness_k: int = 10
+    dev_max_queries: int | None = 200
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise HardnegError(f"refresh every must be at least 1 step, got {self.every}.")
+        if self.staleness_k < 1:
+            raise HardnegError(f"staleness_k must be at least 1, got {self.staleness_k}.")
+
+
+def overlap_at_k(in_use: list[np.ndarray], top: np.ndarray) -> float:
+    """Mean fraction of each query's negatives in use found in its current top-k.
+
+    Args:
+        in_use: per query, ``int`` corpus rows of the negatives in use (may be empty: skipped).
+        top: ``int32[n_queries, k]`` the current model's top candidates (``-1`` = empty).
+
+    Returns:
+        The mean over queries with negatives; NaN when none has any. ``1 - overlap`` is
+        the staleness: how far the training negatives lag behind the model.
+    """
+    fractions = [np.isin(rows, top[q][top[q] != EMPTY]).mean() for q, rows in enumerate(in_use) if len(rows)]
+    return float(np.mean(fractions)) if fractions else float("nan")
+
+
+def find_dense(retriever) -> Any:
+    """The dense retriever inside ``retriever`` (itself, or a hybrid's dense part)."""
+    from hardneg.retrieve.dense import DenseRetriever
+
+    if isinstance(retriever, DenseRetriever):
+        return retriever
+    dense = getattr(retriever, "dense", None)
+    if isinstance(dense, DenseRetriever):
+        return dense
+    raise HardnegError(
+        "A refresh re-encodes the corpus with the model being trained, so the miner needs a dense or hybrid "
+        "retriever (--retriever dense or hybrid); BM25 candidates do not change with training."
+    )
+
+
+class DevEvaluator:
+    """nDCG@10 & co. of the current model on (a cap of) the dev split; prepared once.
+
+    Document embeddings go through the miner's run directory, so right after a
+    refresh (same weights) they are read back instead of encoded again.
+    """
+
+    def __init__(self, dense, dev_data, run_dir, max_queries: int | None, depth: int = 100) -> None:
+        from hardneg.evaluate import Evaluator
+
+        if max_queries is not None and len(dev_data.queries) > max_queries:
+            dev_data = dev_data.subset(range(max_queries))
+        self.dense, self.data, self.run_dir, self.depth = dense, dev_data, run_dir, depth
+        self.evaluator = Evaluator(dev_data.qrels())
+
+    def __call__(self, show_progress: bool = False) -> dict[str, float]:
+        from hardneg.evaluate import run_from_candidates
+
+        found = self.dense.retrieve(self.data, self.depth, run_dir=self.run_dir, show_progress=show_progress)
+        return self.evaluator.evaluate(run_from_candidates(found, self.data.corpus.ids))
+
+
+class Refresher:
+    """Re-mines negatives for ``pool`` with ``miner`` and logs what changed (framework-free).
+
+    Args:
+        miner: the very Miner the run's first negatives came from; its retriever's
+            encoder must wrap the model being trained (a ``SentenceTransformerEncoder``
+            built from the model object, so its fingerprint follows the weights).
+        data: the training data the miner mines for.
+        pool: the negatives in use.
+        config: refresh settings.
+        dev: an optional :class:`DevEvaluator`.
+        log_path: JSONL file receiving one line per refresh/evaluation.
+    """
+
+    def __init__(self, miner, data, pool, config: RefreshConfig, *, dev: DevEvaluator | None = None,
+                 log_path: str | Path | None = None) -> None:
+        self.miner, self.data, self.pool, self.config, self.dev = miner, data, pool, config, dev
+        self.dense = find_dense(miner.retriever)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.history: list[dict[str, Any]] = []
+
+    def _check_can_refresh(self) -> None:
+        if self.pool.scores is not None:
+            raise HardnegError("Refresh cannot be combined with teacher-scored negatives (MarginMSE): new negatives "
+                               "would have no teacher scores. Drop --refresh-every or use a ranking loss.")
+        if (self.pool.query_rows < 0).all():
+            raise HardnegError("Refresh needs to know which query each example belongs to: pass the data the "
+                               "negatives were mined from (its queries must match the file's).")
+
+    def _forget_weights(self) -> None:
+        forget = getattr(self.dense.encoder, "forget_key", None)
+        if forget is None:
+            raise HardnegError("The miner's encoder cannot forget its fingerprint (no forget_key()); a refresh "
+                               "would reuse stale embeddings. Use SentenceTransformerEncoder(model).")
+        forget()
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        self.history.append(entry)
+        logger.info("refresh log: %s", json.dumps(entry, sort_keys=True))
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def evaluate(self, step: int, kind: str = "eval") -> dict[str, Any]:
+        """Dev metrics of the current weights (logged)."""
+        if self.dev is None:
+            return {}
+        self._forget_weights()
+        t0 = time.perf_counter()
+        metrics = self.dev()
+        entry = {"kind": kind, "step": step, "seconds": round(time.perf_counter() - t0, 3),
+                 **{f"dev_{k}": round(v, 6) for k, v in metrics.items()}}
+        self._log(entry)
+        return entry
+
+    def refresh(self, step: int) -> dict[str, Any]:
+        """Re-mine, measure staleness, swap the negatives, evaluate on dev; returns the log entry."""
+        self._check_can_refresh()
+        t0 = time.perf_counter()
+        self._forget_weights()
+        result = self.miner.mine(self.data)
+        t_mine = time.perf_counter() - t0
+        overlap = overlap_at_k(self._in_use_rows(), result.candidates.doc_ids[:, : self.config.staleness_k])
+        new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
+        queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
+        changed = self.pool.swap(new)
+        entry = {
+            "kind": "refresh",
+            "step": step,
+            "seconds_mine": round(t_mine, 3),
+            f"overlap@{self.config.staleness_k}": round(overlap, 6),
+            "staleness": round(1.0 - overlap, 6),
+            "negatives_changed": round(changed, 6),
+            "queries_refreshed": len(queries_in_pool & set(new)),
+            "queries_kept_old": len(queries_in_pool - set(new)),
+            "pool_version": self.pool.version,
+        }
+        if self.dev is not None:
+            t1 = time.perf_counter()
+            metrics = self.dev()
+            entry["seconds_dev"] = round(time.perf_counter() - t1, 3)
+            entry.update({f"dev_{k_}": round(v, 6) for k_, v in metrics.items()})
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        self._log(entry)
+        return entry
+
+    def _in_use_rows(self) -> list[np.ndarray]:
+        """Per query of the data, the corpus rows of the negatives in use (empty when it has none)."""
+        passage_row = {t: i for i, t in enumerate(self.data.corpus.passages)}
+        in_use = [np.empty(0, np.int64)] * len(self.data.queries)
+        for i, q in enumerate(self.pool.query_rows.tolist()):
+            if q >= 0 and not len(in_use[q]):
+                in_use[q] = np.asarray([passage_row[t] for t in self.pool.negatives[i] if t in passage_row], np.int64)
+        return in_use
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def save(self, folder: str | Path) -> None:
+        """Write the refresh history and the negatives in use into a checkpoint folder."""
+        folder = Path(folder)
+        write_json(folder / REFRESH_STATE, {"history": self.history, "config": self.config.__dict__})
+        self.pool.save_negatives(folder / NEGATIVES_STATE)
+
+    def load(self, folder: str | Path) -> None:
+        """Restore what :meth:`save` wrote."""
+        folder = Path(folder)
+        state_path = folder / REFRESH_STATE
+        if not state_path.exists():
+            raise HardnegError(f"{folder} has no {REFRESH_STATE}: it was not written by a hardneg refresh run.")
+        self.history = json.loads(state_path.read_text(encoding="utf-8"))["history"]
+        self.pool.load_negatives(folder / NEGATIVES_STATE)
+
+
+def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
+    """Query row → texts of its first ``k`` selected negatives, for queries that have ``k``."""
+    out: dict[int, list[str]] = {}
+    for i, q in enumerate(selection.query_rows.tolist()):
+        rows = [d for d in selection.negatives[i].tolist() if d != EMPTY][:k]
+        if len(rows) == k:
+            out[int(q)] = [passages[d] for d in rows]
+    return out
+
+
+def make_refresh_callback(refresher: Refresher | None, pool, every: int | None, *, eval_at_start: bool = True):
+    """A transformers ``TrainerCallback`` that runs ``refresher`` and saves pool state with checkpoints.
+
+    Without a refresher (static negatives) it still saves the negatives in use with
+    each checkpoint, so a resumed run trains on the same ones.
+    """
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class RefreshCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if refresher is not None and eval_at_start and state.global_step == 0:
+                _in_eval(model, lambda: refresher.evaluate(0, "start"))
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if refresher is not None and every and step % every == 0 and step < state.max_steps:
+                _in_eval(model, lambda: refresher.refresh(step))
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if refresher is not None:
+                refresher.save(folder)
+            else:
+                pool.save_negatives(folder / NEGATIVES_STATE)
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if refresher is not None and refresher.dev is not None:
+                _in_eval(model, lambda: refresher.evaluate(state.global_step, "end"))
+
+    return RefreshCallback()
+
+
+def _in_eval(model, fn):
+    """Run ``fn`` with the model in eval mode (no dropout), then restore training mode."""
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    try:
+        return fn()
+    finally:
+        if model is not None and was_training:
+            model.train()

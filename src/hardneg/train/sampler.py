@@ -1,0 +1,120 @@
+"""Batches that are safe for in-batch negatives.
+
+Two rules hold in every batch:
+
+1. no text occurs twice (queries, positives and hard negatives alike), so no
+   example is contrasted against a copy of itself;
+2. no text of one example is a positive of another example's query, so a document
+   that is relevant to a query never serves as its in-batch or hard negative (two
+   queries that share a positive never meet).
+
+Batches are planned lazily, one at a time, from the negatives in use at that
+moment: after an ANCE refresh swaps them, the next batch obeys the rules for the
+new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger(__name__)
+
+
+def compatible(keys: np.ndarray, forbidden: np.ndarray, batch_keys: set[int], batch_forbidden: set[int]) -> bool:
+    """Whether an example with text ``keys`` and query positives ``forbidden`` may join a batch.
+
+    Args:
+        keys: ``int64`` text keys of the example (query, positive, negatives).
+        forbidden: ``int64`` text keys of all positives of the example's query.
+        batch_keys: text keys already in the batch.
+        batch_forbidden: positives of the queries already in the batch.
+    """
+    key_list = keys.tolist()
+    if len(set(key_list)) != len(key_list):
+        return False
+    if batch_keys.intersection(key_list) or batch_forbidden.intersection(key_list):
+        return False
+    # the example's own positives may not appear as another example's text
+    own_positive = set(forbidden.tolist())
+    return not own_positive.intersection(batch_keys)
+
+
+def iter_batches(pool, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    """Yield full batches of example indices obeying both rules (module docstring).
+
+    Examples are visited in a random order; one that conflicts with the batch being
+    filled waits for a later batch. Planning is lazy, so each batch sees the
+    negatives in ``pool`` at the moment it is drawn. Examples that fit no full batch
+    at the end of the epoch are left out of it (at most a few).
+    """
+    if batch_size < 2:
+        raise HardnegError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}.")
+    waiting = rng.permutation(len(pool)).tolist()
+    while len(waiting) >= batch_size:
+        batch: list[int] = []
+        batch_keys: set[int] = set()
+        batch_forbidden: set[int] = set()
+        rest: list[int] = []
+        for pos, i in enumerate(waiting):
+            if len(batch) == batch_size:
+                rest.extend(waiting[pos:])
+                break
+            keys, forbidden = pool.example_keys(i), pool.forbidden_keys(i)
+            if compatible(keys, forbidden, batch_keys, batch_forbidden):
+                batch.append(i)
+                batch_keys.update(keys.tolist())
+                batch_forbidden.update(forbidden.tolist())
+            else:
+                rest.append(i)
+        if len(batch) < batch_size:
+            logger.info("batch sampler: %d examples fit no further full batch this epoch", len(waiting))
+            return
+        yield batch
+        waiting = rest
+
+
+def violations(pool, batch: list[int]) -> list[str]:
+    """Human-readable breaches of the two rules in ``batch`` (empty when it is safe)."""
+    found = []
+    seen: dict[int, int] = {}
+    for i in batch:
+        for k in pool.example_keys(i).tolist():
+            if k in seen:
+                found.append(f"text repeated by examples {seen[k]} and {i}")
+            seen[k] = i
+    for i in batch:
+        own = set(pool.forbidden_keys(i).tolist())
+        for j in batch:
+            if j != i and own.intersection(pool.example_keys(j).tolist()):
+                found.append(f"example {j} carries a positive of example {i}'s query")
+    return found
+
+
+def make_batch_sampler(pool, batch_size: int, seed: int):
+    """A torch ``BatchSampler`` over ``pool`` for the sentence-transformers trainer."""
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+
+    class PositiveAwareBatchSampler(DefaultBatchSampler):
+        """Lazy, rule-keeping batches (see :mod:`hardneg.train.sampler`); reshuffled per epoch."""
+
+        def __init__(self) -> None:
+            super().__init__(range(len(pool)), batch_size=batch_size, drop_last=True, seed=seed)
+            self.pool = pool
+
+        def __iter__(self) -> Iterator[list[int]]:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            yield from iter_batches(self.pool, self.batch_size, rng)
+
+        def __len__(self) -> int:
+            return len(self.pool) // self.batch_size
+
+    if len(pool) < batch_size:
+        raise HardnegError(
+            f"{len(pool)} training examples cannot fill one batch of {batch_size}; lower --batch-size or add queries."
+        )
+    return PositiveAwareBatchSampler()

@@ -1,0 +1,246 @@
+"""Training glue: a sentence-transformers trainer fed from a :class:`NegativePool`.
+
+The pool's examples are fixed for the run; their negatives are read at collate
+time, so an ANCE refresh (:mod:`hardneg.train.refresh`) can swap them mid-epoch.
+Batches come from :mod:`hardneg.train.sampler` (no repeated text, no positive of
+one query as another's negative).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hardneg.errors import HardnegError
+from hardneg.store import write_json
+from hardneg.train.losses import LossConfig, make_loss
+from hardneg.train.pool import NegativePool
+from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
+
+logger = logging.getLogger(__name__)
+
+ROW_COLUMN = "hardneg_row"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        loss: which loss (:class:`~hardneg.train.losses.LossConfig`).
+        batch_size: examples per batch (each brings its query, positive and negatives).
+        learning_rate: peak AdamW learning rate (linear warm-up, linear decay).
+        warmup_ratio: fraction of steps spent warming up.
+        epochs: passes over the examples (ignored when ``max_steps`` is set).
+        max_steps: stop after this many optimizer steps.
+        max_length: token limit of the model during training and refresh encoding.
+        precision: ``bf16`` autocast, ``fp32``, or ``auto`` (bf16 where the hardware has it).
+        seed: seed of the model init, shuffling and dropout.
+        save_steps: save a resumable checkpoint every N steps (None: only the final model).
+        save_total_limit: checkpoints kept.
+        logging_steps: loss logged every N steps.
+    """
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    epochs: float = 1.0
+    max_steps: int | None = None
+    max_length: int | None = 128
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 0
+    save_steps: int | None = None
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise HardnegError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise HardnegError(f"precision must be auto, fp32 or bf16; got {self.precision!r}.")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model: Any
+    model_path: Path
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]]
+    loss_log: list[dict[str, Any]]
+
+
+def pool_collator(pool: NegativePool, base):
+    """Wrap a sentence-transformers collator: rows are rebuilt from ``pool`` at collate time."""
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        return base([pool.row(int(f[ROW_COLUMN])) for f in features])
+
+    collate.valid_label_columns = base.valid_label_columns  # read by the trainer's sampler factory
+    return collate
+
+
+def _dataset(pool: NegativePool):
+    from datasets import Dataset
+
+    rows = [pool.row(i) | {ROW_COLUMN: i} for i in range(len(pool))]
+    return Dataset.from_list(rows)
+
+
+def _use_bf16(precision: str, model) -> bool:
+    from hardneg.retrieve.encoder import cpu_supports_bf16
+
+    if precision != "auto":
+        return precision == "bf16"
+    return str(model.device).startswith("cuda") or cpu_supports_bf16()
+
+
+def train(
+    model: Any,
+    pool: NegativePool,
+    output_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    miner=None,
+    data=None,
+    refresh: RefreshConfig | None = None,
+    dev_data=None,
+    resume_from_checkpoint: str | Path | bool | None = None,
+    callbacks: list | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Fine-tune ``model`` on ``pool`` (in-batch + its hard negatives), optionally refreshing them.
+
+    Args:
+        model: a loaded ``SentenceTransformer``; trained in place.
+        pool: training examples and their negatives (:mod:`hardneg.train.pool`,
+            :func:`hardneg.train.files.pool_from_file`).
+        output_dir: checkpoints, ``refresh_log.jsonl``, ``train_summary.json`` and the
+            final model (``output_dir/final``).
+        config: optimisation settings.
+        miner: for refresh: the Miner the negatives came from; its encoder must wrap
+            ``model`` itself (``SentenceTransformerEncoder(model)``).
+        data: the data ``miner`` mines for (refresh).
+        refresh: refresh settings; None trains on static negatives.
+        dev_data: dev split evaluated at start, at each refresh and at the end (needs a miner).
+        resume_from_checkpoint: a ``checkpoint-N`` folder, or True for the latest in ``output_dir``.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        show_progress: tqdm bars.
+
+    References:
+        Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
+        Dense Text Retrieval", ICLR 2021 (refresh).
+    """
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from hardneg.train.sampler import make_batch_sampler
+
+    config = config or TrainConfig()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.max_length is not None:
+        model.max_seq_length = config.max_length
+    if config.loss.needs_scores and pool.scores is None:
+        raise HardnegError("margin-mse needs teacher scores: train from a file with a scores column "
+                           "(hardneg mine --with-scores, or rescored by a teacher).")
+    loss = make_loss(config.loss, model, num_negatives=pool.num_negatives)
+
+    refresher = None
+    if refresh is not None or dev_data is not None:
+        if miner is None or data is None:
+            raise HardnegError("Refresh and dev evaluation need the miner and the data the negatives came from.")
+        refresher = _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir)
+
+    checkpoint = None
+    if resume_from_checkpoint:
+        checkpoint = get_last_checkpoint(str(output_dir)) if resume_from_checkpoint is True else str(resume_from_checkpoint)
+        if checkpoint is None or not Path(checkpoint).is_dir():
+            raise HardnegError(f"No checkpoint to resume from in {output_dir}; train without --resume first.")
+        if refresher is not None and (Path(checkpoint) / "hardneg_refresh.json").exists():
+            refresher.load(checkpoint)
+        elif (Path(checkpoint) / NEGATIVES_STATE).exists():
+            pool.load_negatives(Path(checkpoint) / NEGATIVES_STATE)
+        logger.info("resuming from %s (negatives version %d)", checkpoint, pool.version)
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        bf16=_use_bf16(config.precision, model),
+        use_cpu=not str(model.device).startswith("cuda"),
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+    )
+
+    class PoolTrainer(SentenceTransformerTrainer):
+        def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+            return make_batch_sampler(pool, batch_size, config.seed)
+
+    dataset = _dataset(pool)
+    trainer = PoolTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                          callbacks=[make_refresh_callback(refresher, pool, refresh.every if refresh else None),
+                                     *(callbacks or [])])
+    trainer.data_collator = pool_collator(pool, trainer.data_collator)
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when tqdm is off; we keep loss_log
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - t0
+    final = output_dir / "final"
+    model.save(str(final))
+    history = refresher.history if refresher is not None else []
+    loss_log = [e for e in trainer.state.log_history if "loss" in e]
+    write_json(output_dir / "train_summary.json", {
+        "steps": trainer.state.global_step, "seconds": round(seconds, 3), "examples": len(pool),
+        "num_negatives": pool.num_negatives, "config": _jsonable(asdict(config)),
+        "refresh": _jsonable(asdict(refresh)) if refresh else None, "history": history, "loss_log": loss_log,
+        "resumed_from": checkpoint,
+    })
+    return TrainResult(model, final, trainer.state.global_step, seconds, history, loss_log)
+
+
+def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Path) -> Refresher:
+    from hardneg.train.refresh import find_dense
+
+    dense = find_dense(miner.retriever)
+    wrapped = getattr(dense.encoder, "_model", None)
+    if wrapped is not model:
+        raise HardnegError(
+            "The miner's encoder does not wrap the model being trained, so a refresh would mine with the old "
+            "weights. Build it from the model object: SentenceTransformerEncoder(model) (see hardneg.train.trainer)."
+        )
+    dev = None
+    if dev_data is not None:
+        cap = refresh.dev_max_queries if refresh is not None else 200
+        dev = DevEvaluator(dense, dev_data, miner.run_dir, cap)
+    return Refresher(miner, data, pool, refresh or RefreshConfig(every=10**9), dev=dev,
+                     log_path=output_dir / "refresh_log.jsonl")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

@@ -1,0 +1,71 @@
+"""`hardneg train` end to end on the tiny fixture: mined on the fly, from a file, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hardneg.cli import main
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+FAST = ["--train-batch-size", "8", "--max-length", "32", "--precision", "fp32", "--learning-rate", "1e-4"]
+
+
+@pytest.mark.slow
+def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, one_thread, capsys):
+    out = tmp_path / "out"
+    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--retriever", "dense", "--num-negatives", "1",
+               "--relative-margin", "0.05", "--max-steps", "2", "--refresh-every", "1", "--dev-max-queries", "5",
+               "--output", str(out), *FAST])
+    assert rc == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["num_negatives"] == 1
+    assert [e["kind"] for e in summary["history"]] == ["start", "refresh", "end"]
+    assert summary["history"][1]["step"] == 1 and "staleness" in summary["history"][1]
+    assert (out / "final" / "config.json").exists()
+    printed = capsys.readouterr().out
+    assert "trained 2 steps" in printed and "refresh" in printed
+
+
+@pytest.mark.slow
+def test_train_from_an_exported_file(tmp_path, tiny_dir, minilm_path, one_thread):
+    path = tmp_path / "train.jsonl"
+    assert main(["-q", "mine", str(tiny_dir), "--retriever", "bm25", "--num-negatives", "2", "--format", "n-tuple",
+                 "--output", str(path)]) == 0
+    rows = path.read_text().splitlines()
+    out = tmp_path / "out"
+    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--negatives", str(path), "--max-steps", "1",
+               "--dev-split", "none", "--output", str(out), *FAST])
+    assert rc == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["num_negatives"] == 2 and summary["examples"] == len(rows) and summary["steps"] == 1
+    assert summary["history"] == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--refresh-every", "5"], "--retriever dense or hybrid"),
+     (["--in-batch-only", "--retriever", "dense", "--refresh-every", "5"], "--in-batch-only"),
+     (["--loss", "margin-mse", "--retriever", "bm25"], "teacher scores")],
+)
+def test_train_refuses_contradictory_flags(tmp_path, tiny_dir, minilm_path, extra, message, capsys):
+    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--output", str(tmp_path / "o"),
+               "--max-steps", "1", *FAST, *extra])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_needs_a_model(tmp_path, tiny_dir, capsys):
+    assert main(["-q", "train", str(tiny_dir), "--output", str(tmp_path / "o")]) == 2
+    assert "needs --model" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Loss factory: each name gives the sentence-transformers loss it promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardneg.errors import HardnegError
+from hardneg.train.losses import LOSSES, LossConfig, make_loss
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path)
+    model.max_seq_length = 32
+    return model
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("mnrl", "MultipleNegativesRankingLoss"), ("cached-mnrl", "CachedMultipleNegativesRankingLoss"),
+     ("gist", "GISTEmbedLoss"), ("cached-gist", "CachedGISTEmbedLoss"), ("margin-mse", "MarginMSELoss")],
+)
+def test_each_name_builds_its_loss(minilm, name, cls):
+    loss = make_loss(LossConfig(name, mini_batch_size=4), minilm, num_negatives=1)
+    assert type(loss).__name__ == cls
+    assert loss.model is minilm
+    if name.startswith("cached"):
+        assert loss.mini_batch_size == 4
+    if "gist" in name:
+        assert loss.guide is minilm  # self-guided by default
+
+
+def test_factory_covers_every_listed_loss():
+    assert set(LOSSES) == {"mnrl", "cached-mnrl", "gist", "cached-gist", "margin-mse"}
+
+
+def test_bad_choices_are_refused_with_a_fix(minilm):
+    with pytest.raises(HardnegError, match="choose one of"):
+        LossConfig("infonce")
+    with pytest.raises(HardnegError, match="at least one hard negative"):
+        make_loss(LossConfig("margin-mse"), minilm, num_negatives=0)
+
+
+def test_mnrl_prefers_the_positive_over_a_hard_negative(minilm):
+    """The loss is lower when the positive really is closer than the negative (sanity of column order)."""
+    import torch
+
+    loss = make_loss(LossConfig("mnrl"), minilm, num_negatives=1)
+    q, p, n = ["debian package manager"], ["apt: the package manager of Debian"], ["a game about space ships"]
+    feats = lambda cols: [minilm.preprocess(c) for c in cols]  # noqa: E731
+    with torch.no_grad():
+        good = loss(feats([q, p, n]), None).item()
+        bad = loss(feats([q, n, p]), None).item()
+    assert good < bad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cached-mnrl", "gist", "margin-mse"])
+def test_one_training_step_runs_with_each_loss(tmp_path, tiny_train, minilm_path, name):
+    """The pool collator feeds every loss the columns it expects (margin-mse: teacher scores as labels)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.export import export
+    from hardneg.mine import Miner
+    from hardneg.retrieve.bm25 import BM25Retriever
+    from hardneg.select import SelectionConfig
+    from hardneg.train import TrainConfig, pool_from_file, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        selection = Miner(BM25Retriever(), SelectionConfig(num_negatives=1), show_progress=False).mine(tiny_train).selection
+        path = export(tiny_train, selection, tmp_path / "scored.jsonl", "n-tuple", with_scores=True)
+        pool = pool_from_file(path, tiny_train, with_scores=name == "margin-mse")
+        model = SentenceTransformer(minilm_path)
+        before = next(model.parameters()).detach().clone()
+        result = train(model, pool, tmp_path / "out", TrainConfig(LossConfig(name, mini_batch_size=4), batch_size=8,
+                       max_steps=1, max_length=32, precision="fp32", logging_steps=1, warmup_ratio=0.0,
+                       learning_rate=1e-4), show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.steps == 1 and np.isfinite(result.loss_log[0]["loss"])
+    assert not torch.equal(before, next(model.parameters()).detach())

@@ -1,0 +1,95 @@
+"""The batch sampler's two rules, on hand-made and mined pools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardneg.errors import HardnegError
+from hardneg.text import text_keys
+from hardneg.train.pool import NegativePool, pool_from_selection
+from hardneg.train.sampler import compatible, iter_batches, violations
+
+
+def hand_pool() -> NegativePool:
+    """Six examples; q0 and q1 share positive "P-shared"; q2's negative is q3's positive."""
+    anchors = ["q0", "q1", "q2", "q3", "q4", "q5"]
+    positives = ["P-shared", "P-shared", "p2", "p3", "p4", "p5"]
+    negatives = [["n0"], ["n1"], ["p3"], ["n3"], ["n4"], ["n0"]]
+    group_pos = [["P-shared"], ["P-shared"], ["p2"], ["p3"], ["p4"], ["p5"]]
+    return NegativePool(anchors, positives, negatives, np.arange(6), [text_keys(g) for g in group_pos], np.arange(6))
+
+
+def test_violations_finds_each_rule_broken_by_hand():
+    pool = hand_pool()
+    assert any("repeated" in v for v in violations(pool, [0, 5]))  # both carry "n0"
+    assert any("positive" in v for v in violations(pool, [0, 1]))  # shared positive
+    assert any("positive of example 3" in v for v in violations(pool, [2, 3]))  # q2's negative is q3's positive
+    assert violations(pool, [0, 2, 4]) == []
+
+
+def test_compatible_rejects_an_example_whose_positive_is_already_a_batch_text():
+    keys = text_keys(["a", "b", "n"])
+    assert not compatible(keys, text_keys(["b"]), set(text_keys(["b"]).tolist()), set())
+    assert compatible(keys, text_keys(["b"]), set(text_keys(["x"]).tolist()), set())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_batch_of_the_hand_pool_obeys_both_rules(seed):
+    pool = hand_pool()
+    batches = list(iter_batches(pool, 2, np.random.default_rng(seed)))
+    assert batches, "the pool fills at least one batch"
+    for batch in batches:
+        assert len(batch) == 2
+        assert violations(pool, batch) == []
+    used = [i for b in batches for i in b]
+    assert len(used) == len(set(used))
+
+
+def mined_pool(tiny_train, fake_encoder, num_negatives=3):
+    from hardneg.mine import Miner
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.select import SelectionConfig
+
+    miner = Miner(DenseRetriever(fake_encoder), SelectionConfig(num_negatives=num_negatives), show_progress=False)
+    return pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+
+
+def test_batches_of_a_mined_pool_obey_both_rules_and_cover_most_examples(tiny_train, fake_encoder):
+    for k, size in ((3, 16), (1, 8)):
+        pool = mined_pool(tiny_train, fake_encoder, num_negatives=k)
+        batches = list(iter_batches(pool, size, np.random.default_rng(0)))
+        for batch in batches:
+            assert len(batch) == size and violations(pool, batch) == []
+    # one negative, batch 8: the rules leave few examples out (tiny's 210 documents are tightly clustered)
+    assert sum(map(len, batches)) >= 0.9 * len(pool)
+
+
+def test_batches_follow_negatives_swapped_mid_epoch(tiny_train, fake_encoder):
+    pool = mined_pool(tiny_train, fake_encoder, num_negatives=1)
+    it = iter_batches(pool, 8, np.random.default_rng(0))
+    first = next(it)
+    # make every example's negative the positive of query row 0: only its own group may still use it... and
+    # the sampler must never place that text beside query 0's examples or twice in one batch
+    target = pool.positives[int(np.flatnonzero(pool.query_rows == pool.query_rows[first[0]])[0])]
+    q0 = int(pool.query_rows[first[0]])
+    pool.swap({int(q): [target] for q in set(pool.query_rows.tolist()) if q != q0})
+    for batch in it:
+        assert violations(pool, batch) == []
+        assert sum(target in pool.negatives[i] for i in batch) <= 1
+
+
+def test_same_seed_same_batches_and_short_pool_errors(tiny_train, fake_encoder):
+    from hardneg.train.sampler import make_batch_sampler
+
+    pool = mined_pool(tiny_train, fake_encoder)
+    a = list(iter_batches(pool, 8, np.random.default_rng(3)))
+    b = list(iter_batches(pool, 8, np.random.default_rng(3)))
+    assert a == b
+    sampler = make_batch_sampler(pool, 8, seed=1)
+    e0 = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != e0
+    assert len(sampler) == len(pool) // 8
+    with pytest.raises(HardnegError, match="lower --batch-size"):
+        make_batch_sampler(pool, len(pool) + 1, seed=0)
