@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample (data/sample: 2,000 Debian package descriptions,
 # 1,584 training queries): BM25 and dense hard negatives, a training file and a report
-# for each, then a selection-only re-run that reuses the saved candidates.
+# for each, then a selection-only re-run that reuses the saved candidates, and an
+# HTML report with plots.
 set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -24,5 +25,9 @@ $HARDNEG mine data/sample --split train --retriever dense --model "$MODEL" --num
     --range-min 2 --sampling random --seed 1 --format ids --output $OUT/dense.ids.jsonl --run-dir $OUT/dense
 
 echo
+echo "== 4. The mining report as a self-contained HTML page (score histograms, drops per filter, examples)"
+$HARDNEG report $OUT/dense
+
+echo
 echo "Training files and reports are in $OUT/:"
-ls -1 $OUT/*.jsonl $OUT/*/report.json
+ls -1 $OUT/*.jsonl $OUT/*/report.json $OUT/*/report.html

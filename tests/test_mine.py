@@ -84,3 +84,15 @@ def test_report_counts_add_up(tiny_train, tmp_path):
 def test_depth_must_cover_range_max():
     with pytest.raises(HardnegError, match="depth"):
         Miner(BM25Retriever(), SelectionConfig(range_max=500), depth=100)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from hardneg.store import atomic_path
+
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask
