@@ -37,6 +37,24 @@ class Encoder(Protocol):
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray: ...
 
 
+def resolve_precision(precision: str, loaded_model: Any, device: str | None) -> str:
+    """``fp32`` or ``bf16`` for a requested precision (``auto`` picks bf16 on CUDA or a bf16 CPU).
+
+    Args:
+        precision: ``auto``, ``fp32`` or ``bf16``.
+        loaded_model: the model if already loaded (its device decides), else None.
+        device: the device the model will be loaded on, if the caller chose one.
+    """
+    if precision != "auto":
+        return precision
+    import torch
+
+    where = str(loaded_model.device) if loaded_model is not None else (device or "")
+    if where.startswith("cuda") or (not where and torch.cuda.is_available()):
+        return "bf16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
     import torch
@@ -101,14 +119,7 @@ class SentenceTransformerEncoder:
 
     def resolved_precision(self) -> str:
         """``fp32`` or ``bf16``: what ``auto`` means on this machine."""
-        if self.precision != "auto":
-            return self.precision
-        import torch
-
-        device = str(self._model.device) if self._model is not None else (self.device or "")
-        if device.startswith("cuda") or (not device and torch.cuda.is_available()):
-            return "bf16"
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        return resolve_precision(self.precision, self._model, self.device)
 
     def key(self) -> str:
         if self._key is None:

@@ -20,8 +20,8 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.retrieve.encoder import (
     Precision,
-    cpu_supports_bf16,
     directory_fingerprint,
+    resolve_precision,
     state_dict_fingerprint,
     token_budget_batches,
 )
@@ -111,14 +111,7 @@ class CrossEncoderScorer:
 
     def resolved_precision(self) -> str:
         """``fp32`` or ``bf16``: what ``auto`` means on this machine."""
-        if self.precision != "auto":
-            return self.precision
-        import torch
-
-        device = str(self._model.device) if self._model is not None else (self.device or "")
-        if device.startswith("cuda") or (not device and torch.cuda.is_available()):
-            return "bf16"
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        return resolve_precision(self.precision, self._model, self.device)
 
     def key(self) -> str:
         if self._key is None:
