@@ -12,10 +12,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,69 @@ def write_json(path: str | Path, payload: Any) -> None:
     """Write JSON atomically (sorted keys, so equal payloads give equal bytes)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+
+def sharded_compute(
+    compute: Callable[[np.ndarray], np.ndarray],
+    order: np.ndarray,
+    *,
+    shard_size: int,
+    parts_dir: Path | None = None,
+    final: Path | None = None,
+    desc: str = "",
+    unit: str = "it",
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Compute rows shard by shard in ``order``, resumable, and return them in input order.
+
+    Args:
+        compute: maps an ``int64`` array of row indices to an array with one row each.
+        order: a permutation of the rows (e.g. longest text first, so batches pad little).
+        shard_size: rows per shard (the resume granularity).
+        parts_dir: where finished shards are saved atomically; a rerun loads them
+            instead of computing again. None keeps nothing.
+        final: where the whole result is saved atomically (then the shards are removed).
+
+    Returns:
+        ``out`` with ``out[i]`` the row computed for index ``i``.
+    """
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(order), shard_size)
+    if parts_dir is not None:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
+        if done:
+            logger.info("%s: resuming, %d of %d shards already done", desc, done, len(starts))
+    out: np.ndarray | None = None
+    with tqdm(total=len(order), desc=desc, unit=unit, disable=not show_progress) as bar:
+        for i, start in enumerate(starts):
+            idx = order[start : start + shard_size]
+            shard_path = parts_dir / f"{i:05d}.npy" if parts_dir is not None else None
+            if shard_path is not None and shard_path.exists():
+                rows = np.load(shard_path)
+            else:
+                rows = compute(idx)
+                if shard_path is not None:
+                    save_npy(shard_path, rows)
+            if out is None:
+                out = np.empty((len(order), *rows.shape[1:]), dtype=rows.dtype)
+            out[idx] = rows
+            bar.update(len(idx))
+    if out is None:
+        out = np.empty(0, dtype=np.float32)
+    if final is not None:
+        save_npy(final, out)
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    return out
 
 
 def fingerprint(*parts: Any) -> str:

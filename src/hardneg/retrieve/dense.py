@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from hardneg.candidates import Candidates, positive_score_matrix
 from hardneg.retrieve.encoder import Encoder
 from hardneg.retrieve.search import IndexConfig, build_index, search
-from hardneg.store import RunDir, atomic_path, fingerprint, texts_fingerprint
+from hardneg.store import RunDir, fingerprint, sharded_compute, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -85,34 +83,15 @@ def cached_encode(
     if final.exists():
         logger.info("%s: reusing cached embeddings %s", desc, final.name)
         return np.load(final, mmap_mode="r")
-    # Shard in length order so each forward pass pads little, then restore input order.
+    # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    texts = [texts[i] for i in order]
-    parts_dir = run_dir.embedding_parts(key)
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    starts = range(0, len(texts), shard_size)
-    done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
-    if done:
-        logger.info("%s: resuming, %d of %d shards already encoded", desc, done, len(starts))
-    shards = []
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
-        for i, start in enumerate(starts):
-            shard_path = parts_dir / f"{i:05d}.npy"
-            chunk = texts[start : start + shard_size]
-            if shard_path.exists():
-                emb = np.load(shard_path)
-            else:
-                emb = encode(chunk, show_progress=False)
-                with atomic_path(shard_path) as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, emb)
-            shards.append(emb)
-            bar.update(len(chunk))
-    out = np.empty((len(texts), shards[0].shape[1]) if shards else (0, 0), dtype=np.float32)
-    if shards:
-        out[order] = np.concatenate(shards)
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, out)
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return out
+    return sharded_compute(
+        lambda idx: encode([texts[i] for i in idx], show_progress=False),
+        order,
+        shard_size=shard_size,
+        parts_dir=run_dir.embedding_parts(key),
+        final=final,
+        desc=desc,
+        unit="text",
+        show_progress=show_progress,
+    )

@@ -14,15 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from hardneg.candidates import EMPTY, Candidates
 from hardneg.errors import HardnegError
-from hardneg.store import RunDir, atomic_path, fingerprint
+from hardneg.store import RunDir, fingerprint, sharded_compute
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +116,6 @@ def score_pairs_cached(
     """
     if shard_size < 1:
         raise HardnegError(f"shard_size must be at least 1, got {shard_size}.")
-    m = len(query_rows)
     final = parts_dir = None
     if run_dir is not None:
         final = teacher_dir(run_dir) / f"{key}.npy"
@@ -126,45 +123,27 @@ def score_pairs_cached(
             logger.info("reusing cached teacher scores %s", final.name)
             return np.load(final)
         parts_dir = teacher_dir(run_dir) / f"{key}.parts"
-        parts_dir.mkdir(parents=True, exist_ok=True)
     q_len = np.fromiter((len(t) for t in query_texts), dtype=np.int64, count=len(query_texts))
     d_len = np.fromiter((len(t) for t in doc_texts), dtype=np.int64, count=len(doc_texts))
     order = np.argsort(-(q_len[query_rows] + d_len[doc_rows]), kind="stable")
-    starts = range(0, m, shard_size)
-    if parts_dir is not None:
-        done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
-        if done:
-            logger.info("teacher scoring: resuming, %d of %d shards already scored", done, len(starts))
-    out = np.empty(m, dtype=np.float32)
-    with tqdm(total=m, desc="Teacher scoring", unit="pair", disable=not show_progress) as bar:
-        for i, start in enumerate(starts):
-            idx = order[start : start + shard_size]
-            shard_path = parts_dir / f"{i:05d}.npy" if parts_dir is not None else None
-            if shard_path is not None and shard_path.exists():
-                scores = np.load(shard_path)
-            else:
-                scores = np.asarray(
-                    scorer.score_pairs(
-                        [query_texts[r] for r in query_rows[idx].tolist()],
-                        [doc_texts[r] for r in doc_rows[idx].tolist()],
-                        show_progress=False,
-                    ),
-                    dtype=np.float32,
-                ).reshape(-1)
-                if len(scores) != len(idx):
-                    raise HardnegError(f"The scorer returned {len(scores)} scores for {len(idx)} pairs; expected one per pair.")
-                if shard_path is not None:
-                    with atomic_path(shard_path) as tmp:
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, scores)
-            out[idx] = scores
-            bar.update(len(idx))
-    if final is not None:
-        with atomic_path(final) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, out)
-        shutil.rmtree(parts_dir, ignore_errors=True)
-    return out
+
+    def score(idx: np.ndarray) -> np.ndarray:
+        scores = np.asarray(
+            scorer.score_pairs(
+                [query_texts[r] for r in query_rows[idx].tolist()],
+                [doc_texts[r] for r in doc_rows[idx].tolist()],
+                show_progress=False,
+            ),
+            dtype=np.float32,
+        ).reshape(-1)
+        if len(scores) != len(idx):
+            raise HardnegError(f"The scorer returned {len(scores)} scores for {len(idx)} pairs; expected one per pair.")
+        return scores
+
+    return sharded_compute(
+        score, order, shard_size=shard_size, parts_dir=parts_dir, final=final,
+        desc="Teacher scoring", unit="pair", show_progress=show_progress,
+    )
 
 
 def rescore_candidates(
