@@ -103,9 +103,16 @@ def register(sub) -> None:
                    help="where training negatives come from (default: hybrid)")
     m.add_argument("--negatives-model", help="bi-encoder for dense/hybrid negatives (default: --base)")
     m.add_argument("--negatives-per-query", type=int, default=7, help="mined negatives per query (default: 7)")
-    m.add_argument("--epochs", type=float, default=1.0, help="passes over the pairs (default: 1)")
+    m.add_argument("--loss", choices=["listwise", "bce"], default="listwise",
+                   help="listwise: softmax over positive, mined and in-batch negatives; bce: pointwise (default: listwise)")
+    m.add_argument("--in-batch-negatives", type=int, default=4,
+                   help="listwise: other queries' documents added to each query's list (default: 4)")
+    m.add_argument("--negative-sampling", choices=["top", "random"], default="top",
+                   help="top: the highest-ranked negatives; random: uniform over the retrieved top-100 (default: top)")
+    m.add_argument("--epochs", type=float, default=1.0, help="passes over the training examples (default: 1)")
     m.add_argument("--max-steps", type=int, help="stop after N optimiser steps (overrides --epochs)")
-    m.add_argument("--batch-size", type=int, default=32, help="pairs per step (default: 32)")
+    m.add_argument("--batch-size", type=int, default=32,
+                   help="examples per step: queries (listwise) or pairs (bce) (default: 32)")
     m.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default: 5e-5)")
     m.add_argument("--max-length", type=int, default=192, help="token limit of a pair (default: 192)")
     m.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="training precision (default: auto)")
@@ -147,6 +154,7 @@ def cmd_train_reranker(args) -> int:
 
     config = TeacherTrainingConfig(
         negatives=args.negatives, negatives_model=args.negatives_model, negatives_per_query=args.negatives_per_query,
+        negative_sampling=args.negative_sampling, loss=args.loss, in_batch_negatives=args.in_batch_negatives,
         max_queries=args.max_queries, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, max_length=args.max_length, precision=args.precision,
         save_steps=args.save_steps, seed=args.seed, eval_depth=args.eval_depth,

@@ -1,9 +1,17 @@
 """Training a cross-encoder teacher on qrels positives and hardneg-mined negatives.
 
 The teacher is a sentence-transformers ``CrossEncoder`` with one output, trained
-with binary cross-entropy on (query, positive) pairs labelled 1 and (query,
-negative) pairs labelled 0, the negatives mined by :class:`hardneg.Miner` (BM25,
-dense or hybrid). Training runs in the Hugging Face trainer, which saves
+on qrels positives and negatives mined by :class:`hardneg.Miner` (BM25, dense or
+hybrid), with one of two losses:
+
+- ``listwise`` (default): per query, a softmax over the positive, its mined
+  negatives and a few other queries' documents from the batch (easy negatives);
+  the loss asks only that the positive rank first, so a fresh head cannot settle
+  on a constant.
+- ``bce``: binary cross-entropy on (query, positive) pairs labelled 1 and (query,
+  negative) pairs labelled 0. Measured here: with only the hardest negatives (many
+  of them unlabelled positives) and a fresh head, it collapsed to a constant.
+ Training runs in the Hugging Face trainer, which saves
 checkpoints every ``save_steps``; a rerun with the same output directory resumes
 from the last one. After training the teacher reranks a first-stage list of the
 dev split and the metrics are saved next to the model.
@@ -31,6 +39,7 @@ from hardneg.store import fingerprint, write_json
 logger = logging.getLogger(__name__)
 
 NegativeSource = Literal["bm25", "dense", "hybrid"]
+TeacherLoss = Literal["listwise", "bce"]
 RESULT_FILE = "train_reranker.json"
 
 
@@ -46,10 +55,15 @@ class TeacherTrainingConfig:
         negative_sampling: ``top`` (the hardest: many are unlabelled positives, and a
             fresh head can collapse to a constant on them) or ``random`` (uniform over
             the retrieved top-100: a mix of hard and easy negatives).
+        loss: ``listwise`` (softmax over positive, mined and in-batch negatives) or
+            ``bce`` (pointwise binary cross-entropy); see the module docstring.
+        in_batch_negatives: ``listwise`` only: documents of other queries in the batch
+            added to each query's list (0: mined negatives only).
         max_queries: train on a seeded random sample of this many queries.
-        epochs: passes over the pairs.
+        epochs: passes over the training examples.
         max_steps: stop after this many optimiser steps (overrides ``epochs``).
-        batch_size: pairs per step.
+        batch_size: training examples per step: queries, each with its positive and
+            negatives (``listwise``), or (query, document) pairs (``bce``).
         learning_rate: peak learning rate (linear warm-up over 10 % of the steps).
         max_length: token limit of a (query, document) pair.
         precision: ``bf16`` autocast, ``fp32``, or ``auto``: bf16 on a GPU, fp32 on a CPU
@@ -65,6 +79,8 @@ class TeacherTrainingConfig:
     negatives_model: str | None = None
     negatives_per_query: int = 7
     negative_sampling: Literal["top", "random"] = "top"
+    loss: TeacherLoss = "listwise"
+    in_batch_negatives: int = 4
     max_queries: int | None = None
     epochs: float = 1.0
     max_steps: int | None = None
@@ -80,6 +96,10 @@ class TeacherTrainingConfig:
     def __post_init__(self) -> None:
         if self.negatives not in ("bm25", "dense", "hybrid"):
             raise HardnegError(f"negatives must be bm25, dense or hybrid; got {self.negatives!r}.")
+        if self.loss not in ("listwise", "bce"):
+            raise HardnegError(f"loss must be listwise or bce; got {self.loss!r}.")
+        if self.in_batch_negatives < 0:
+            raise HardnegError(f"in_batch_negatives must be 0 or more, got {self.in_batch_negatives}.")
         for name in ("negatives_per_query", "batch_size", "max_length", "save_steps", "eval_depth"):
             if getattr(self, name) < 1:
                 raise HardnegError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -99,7 +119,7 @@ class TeacherTrainingResult:
     base: str
     config: dict[str, Any]
     train_queries: int
-    train_pairs: int
+    train_examples: int
     steps: int
     seconds: dict[str, float]
     dev: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -111,7 +131,8 @@ class TeacherTrainingResult:
     def format_table(self) -> str:
         lines = [
             f"teacher   {self.model_path} (from {self.base})",
-            f"trained   {self.train_pairs} pairs from {self.train_queries} queries, {self.steps} steps, "
+            f"trained   {self.train_examples} {self.config['loss']} examples from {self.train_queries} queries, "
+            f"{self.steps} steps, "
             f"{self.seconds.get('train', 0.0):.0f}s",
         ]
         if self.dev:
@@ -148,8 +169,12 @@ def negative_retriever(source: NegativeSource, model: str, max_length: int | Non
     return HybridRetriever(bm25, dense)
 
 
-def training_pairs(data, retriever, config: TeacherTrainingConfig, run_dir: Path, *, show_progress: bool = True):
-    """Labelled (query, document, label) rows: every positive (1) and the mined negatives (0)."""
+def training_examples(data, retriever, config: TeacherTrainingConfig, run_dir: Path, *, show_progress: bool = True):
+    """The training rows for ``config.loss``.
+
+    ``listwise``: ``query, positive, negative_1 .. negative_k`` (one row per positive);
+    ``bce``: ``query, document, label`` (every positive labelled 1, every negative 0).
+    """
     from hardneg.export import build_rows
     from hardneg.mine import Miner
     from hardneg.select import SelectionConfig
@@ -159,6 +184,9 @@ def training_pairs(data, retriever, config: TeacherTrainingConfig, run_dir: Path
     )
     miner = Miner(retriever, selection, run_dir=run_dir, show_progress=show_progress)
     result = miner.mine(data)
+    if config.loss == "listwise":
+        rows = build_rows(data, result.selection, "n-tuple")
+        return [{"query": r.pop("anchor"), **r} for r in rows]
     rows = build_rows(data, result.selection, "labeled-pair")
     return [{"query": r["anchor"], "document": r["document"], "label": float(r["label"])} for r in rows]
 
@@ -225,7 +253,7 @@ def train_reranker(
         import torch
         from datasets import Dataset
         from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
     except ImportError as exc:
         raise HardnegError(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
@@ -243,7 +271,7 @@ def train_reranker(
     t0 = time.perf_counter()
     train = sample_queries(data, config.max_queries, config.seed)
     retriever = negative_retriever(config.negatives, config.negatives_model or base)
-    rows = training_pairs(train, retriever, config, work / "mining", show_progress=show_progress)
+    rows = training_examples(train, retriever, config, work / "mining", show_progress=show_progress)
     seconds["mining"] = time.perf_counter() - t0
 
     torch.manual_seed(config.seed)  # the fresh head's initialisation
@@ -269,8 +297,10 @@ def train_reranker(
         disable_tqdm=not show_progress,
         dataloader_num_workers=0,
     )
-    n_neg = config.negatives_per_query
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_neg)))
+    if config.loss == "listwise":
+        loss = MultipleNegativesRankingLoss(model, num_negatives=config.in_batch_negatives)
+    else:
+        loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.negatives_per_query)))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume:
@@ -284,7 +314,7 @@ def train_reranker(
     shutil.rmtree(checkpoints, ignore_errors=True)
     result = TeacherTrainingResult(
         model_path=str(output), base=str(base), config=asdict(config), train_queries=len(train.queries),
-        train_pairs=len(rows), steps=steps, seconds={},
+        train_examples=len(rows), steps=steps, seconds={},
     )
     if dev_data is not None:
         t2 = time.perf_counter()
