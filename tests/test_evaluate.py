@@ -65,3 +65,14 @@ def test_eval_cli_json_prints_only_the_metrics(tiny_dir):
     metrics = json.loads(proc.stdout)
     assert set(metrics) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "map"}
     assert 0.3 < metrics["ndcg@10"] <= 1.0 and np.isfinite(list(metrics.values())).all()
+
+
+def test_evaluator_survives_pickling_for_worker_processes():
+    import pickle
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d3": 1}}
+    run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d3": 1.0}}
+    original = Evaluator(qrels)
+    copied = pickle.loads(pickle.dumps(original))
+    assert copied.evaluate(run) == original.evaluate(run)
+    assert copied.evaluate(run)["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)

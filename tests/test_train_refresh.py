@@ -140,3 +140,95 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     # step 5 started from the checkpoint's weights, not from the fresh model's
     assert steps2.start_weights == state_dict_fingerprint(SentenceTransformer(str(ckpt)))
     assert steps2.start_weights != steps.start_weights
+
+
+class SnapshotEncoder(DriftingEncoder):
+    """A drifting fake that can be frozen: the snapshot keeps the salt ('weights') of its moment."""
+
+    def snapshot(self, folder):
+        from pathlib import Path
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return SnapshotEncoder(self.dim, self.salt)
+
+
+def test_async_refresh_applies_negatives_mined_from_the_snapshot_not_the_later_weights(tmp_path, tiny_train,
+                                                                                      tiny_dev):
+    encoder = SnapshotEncoder()
+    dense = DenseRetriever(encoder)
+    miner = Miner(dense, SelectionConfig(num_negatives=2), run_dir=tmp_path / "run", show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    before = [list(n) for n in pool.negatives]
+    dev = DevEvaluator(dense, tiny_dev, miner.run_dir, max_queries=10)
+    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, asynchronous=True), dev=dev,
+                          log_path=tmp_path / "log.jsonl")
+    encoder.forget_key()  # the weights the snapshot is taken from
+    snapshot_salt = encoder.salt
+    refresher.start_async(step=3)
+    with pytest.raises(HardnegError, match="still running"):
+        refresher.start_async(step=4)
+    encoder.forget_key()  # training moves on while the worker mines
+    assert pool.version == 0  # nothing swapped before the worker is done
+    entry = refresher.poll(step=5, wait=True)
+    assert entry["step"] == 3 and entry["applied_step"] == 5 and entry["asynchronous"] is True
+    assert 0 <= entry["dev_ndcg@10"] <= 1 and 0 <= entry["staleness"] <= 1
+    assert pool.version == 1 and pool.negatives != before
+    frozen = Miner(DenseRetriever(SnapshotEncoder(salt=snapshot_salt)), SelectionConfig(num_negatives=2),
+                   show_progress=False)
+    expected = frozen.mine(tiny_train).selection
+    assert pool.negatives[0] == [tiny_train.corpus.passages[d] for d in expected.negatives[0].tolist()]
+    assert refresher.poll(step=6) is None and refresher.pending is None
+    assert not (tmp_path / "refresh-snapshots" / "step-3").exists()  # the snapshot is cleaned up
+
+
+def test_async_refresh_still_running_at_the_end_is_discarded_and_logged(tmp_path, tiny_train):
+    encoder = SnapshotEncoder()
+    miner = Miner(DenseRetriever(encoder), SelectionConfig(num_negatives=1), show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    before = [list(n) for n in pool.negatives]
+    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, asynchronous=True),
+                          snapshot_dir=tmp_path / "snaps")
+    refresher.start_async(step=2)
+    refresher.cancel(step=3)
+    assert refresher.history == [{"kind": "refresh-discarded", "step": 2, "applied_step": None, "ended_at_step": 3}]
+    assert pool.negatives == before and not (tmp_path / "snaps" / "step-2").exists()
+
+
+def test_async_refresh_needs_a_snapshotting_encoder(tmp_path, tiny_train):
+    miner = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=1), show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, asynchronous=True),
+                          snapshot_dir=tmp_path)
+    with pytest.raises(HardnegError, match="snapshot"):
+        refresher.start_async(step=1)
+
+
+@pytest.mark.slow
+def test_tiny_training_with_async_refresh_swaps_negatives_from_snapshots(tmp_path, tiny_train, tiny_dev,
+                                                                        minilm_path, one_thread):
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.train import TrainConfig, train
+
+    model = SentenceTransformer(minilm_path)
+    encoder = SentenceTransformerEncoder(model, max_length=32, precision="fp32")
+    miner = Miner(DenseRetriever(encoder), SelectionConfig(num_negatives=1), run_dir=tmp_path / "run",
+                  show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    initial = [list(n) for n in pool.negatives]
+    config = TrainConfig(batch_size=8, max_steps=6, max_length=32, learning_rate=2e-4, logging_steps=1,
+                         precision="fp32")
+    result = train(model, pool, tmp_path / "out", config, miner=miner, data=tiny_train,
+                   refresh=RefreshConfig(every=2, dev_max_queries=10, asynchronous=True), dev_data=tiny_dev,
+                   show_progress=False)
+    kinds = [e["kind"] for e in result.history]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    applied = [e for e in result.history if e["kind"] == "refresh"]
+    # the step-2 snapshot must be applied by step 4 at the latest (the next refresh waits for it)
+    assert applied[0]["step"] == 2 and 2 < applied[0]["applied_step"] <= 4
+    assert applied[0]["asynchronous"] and 0 <= applied[0]["dev_ndcg@10"] <= 1
+    # the step-4 one is applied by the end, or discarded because training ended first
+    assert [e["step"] for e in result.history if e["kind"] in ("refresh", "refresh-discarded")] == [2, 4]
+    assert pool.version == len(applied) and pool.negatives != initial
+    assert not list((tmp_path / "out" / "refresh-snapshots").glob("step-*"))

@@ -58,10 +58,20 @@ class Evaluator:
         if not qrels:
             raise HardnegError("No qrels to evaluate against: the split has no judged queries.")
         self.qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+        self._build()
+
+    def _build(self) -> None:
         pytrec_eval = _pytrec_eval()
         full = {m for key, (m, _) in MEASURES.items() if key != "mrr@10"}
         self._full = pytrec_eval.RelevanceEvaluator(self.qrels, full)
         self._rr = pytrec_eval.RelevanceEvaluator(self.qrels, {"recip_rank"})
+
+    def __getstate__(self) -> dict:
+        return {"qrels": self.qrels}  # pytrec_eval's evaluators do not pickle; they are rebuilt from the qrels
+
+    def __setstate__(self, state: dict) -> None:
+        self.qrels = state["qrels"]
+        self._build()
 
     def per_query(self, run: Run) -> dict[str, dict[str, float]]:
         """Metrics per query id (every judged query, missing ones at 0)."""

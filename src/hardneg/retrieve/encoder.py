@@ -140,6 +140,20 @@ class SentenceTransformerEncoder:
         """Drop the cached fingerprint (call after the weights changed in place, e.g. training)."""
         self._key = None
 
+    def snapshot(self, folder: str | Path) -> SentenceTransformerEncoder:
+        """Save the current weights in ``folder``; an encoder that loads them, with the same settings.
+
+        The returned encoder holds only the path, so it pickles cheaply into another
+        process (asynchronous refresh) and keeps encoding the snapshot while this
+        model trains on.
+        """
+        self.model.save(str(folder))
+        return SentenceTransformerEncoder(
+            str(folder), query_prompt=self.query_prompt, document_prompt=self.document_prompt,
+            max_length=self.max_length or self.model.max_seq_length, batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens, precision=self.resolved_precision(), device=self.device,
+        )
+
     def encode_queries(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
         return self._encode(texts, self.query_prompt, show_progress)
 

@@ -66,6 +66,9 @@ def register(sub) -> None:
     r.add_argument("--refresh-every", type=int,
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
                    "(needs --retriever dense or hybrid)")
+    r.add_argument("--refresh-async", action="store_true",
+                   help="re-mine from a weight snapshot in another process while training continues (ANCE); "
+                   "worth it with a second GPU or spare CPU cores")
     r.add_argument("--staleness-k", type=int, default=10, help="staleness: overlap of the negatives in use with "
                    "the refreshed model's top K (default: 10)")
     r.add_argument("--dev-split", default="dev",
@@ -116,6 +119,8 @@ def cmd_train(args) -> int:
         raise HardnegError("hardneg train needs --model: the sentence-transformers model to fine-tune (name or path).")
     if args.refresh_every is not None and args.retriever == "bm25":
         raise HardnegError("--refresh-every re-mines with the model being trained: add --retriever dense or hybrid.")
+    if args.refresh_async and args.refresh_every is None:
+        raise HardnegError("--refresh-async says how to refresh; add --refresh-every N to say when.")
     if args.refresh_every is not None and args.in_batch_only:
         raise HardnegError("--refresh-every swaps hard negatives, but --in-batch-only trains without any; drop one.")
     if args.max_length is None:
@@ -139,7 +144,7 @@ def cmd_train(args) -> int:
     refresh = None
     if args.refresh_every is not None:
         refresh = RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
-                                dev_max_queries=args.dev_max_queries)
+                                dev_max_queries=args.dev_max_queries, asynchronous=args.refresh_async)
     elif dev is not None:
         refresh = RefreshConfig(every=10**9, dev_max_queries=args.dev_max_queries)  # dev curve only
     config = TrainConfig(
@@ -155,6 +160,8 @@ def cmd_train(args) -> int:
     for entry in result.history:
         extra = f"  staleness {entry['staleness']:.3f}  changed {entry['negatives_changed']:.3f}" \
             if entry["kind"] == "refresh" else ""
+        if entry.get("asynchronous"):
+            extra += f"  applied at step {entry['applied_step']}"
         ndcg = entry.get("dev_ndcg@10")
         print(f"  step {entry['step']:>6}  {entry['kind']:<8}" + (f"  dev nDCG@10 {ndcg:.4f}" if ndcg is not None else "")
               + extra)

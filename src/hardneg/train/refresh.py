@@ -7,9 +7,19 @@ negatives into the :class:`~hardneg.train.pool.NegativePool` the batches are dra
 from. Each refresh is logged with its wall time, the staleness of the negatives it
 replaced, and dev-split metrics.
 
-The refresh is synchronous: training pauses while the corpus is re-encoded.
-(ANCE re-encodes asynchronously from a weight snapshot in another process; that
-mode is not implemented.)
+Synchronous (default): training pauses while the corpus is re-encoded.
+
+Asynchronous (``RefreshConfig(asynchronous=True)``, ANCE's design): at a refresh
+step the weights are saved as a snapshot and another process re-encodes, re-mines
+and evaluates with them while training continues on the old negatives. The new
+negatives are swapped in at the first step after the worker finishes, and at the
+latest at the next refresh step (training waits there, so negatives never lag more
+than one period behind). Staleness is then measured against the snapshot's top-k,
+and the log records both the snapshot step and the step the negatives were applied.
+A refresh still running when training ends is discarded, and one running at a
+checkpoint is not saved with it (a resumed run keeps the negatives in use). It pays
+off where the worker has its own hardware (a second GPU, spare CPU cores); on a
+CPU that training already saturates, the two processes share the cores.
 
 References:
     Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
@@ -18,8 +28,11 @@ References:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +42,7 @@ import numpy as np
 
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
-from hardneg.store import write_json
+from hardneg.store import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +60,22 @@ class RefreshConfig:
             model's top ``staleness_k`` candidates of the same query.
         dev_max_queries: evaluate on at most this many dev queries (the first ones);
             None: all.
+        asynchronous: re-mine from a weight snapshot in another process while
+            training continues (see the module docstring).
+        worker_threads: torch threads of the asynchronous worker.
     """
 
     every: int
     staleness_k: int = 10
     dev_max_queries: int | None = 200
+    asynchronous: bool = False
+    worker_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise HardnegError(f"refresh every must be at least 1 step, got {self.every}.")
+        if self.worker_threads < 1:
+            raise HardnegError(f"worker_threads must be at least 1, got {self.worker_threads}.")
         if self.staleness_k < 1:
             raise HardnegError(f"staleness_k must be at least 1, got {self.staleness_k}.")
 
@@ -124,14 +144,20 @@ class Refresher:
         config: refresh settings.
         dev: an optional :class:`DevEvaluator`.
         log_path: JSONL file receiving one line per refresh/evaluation.
+        snapshot_dir: where asynchronous refreshes keep weight snapshots and results
+            while they run (default: beside ``log_path``).
     """
 
     def __init__(self, miner, data, pool, config: RefreshConfig, *, dev: DevEvaluator | None = None,
-                 log_path: str | Path | None = None) -> None:
+                 log_path: str | Path | None = None, snapshot_dir: str | Path | None = None) -> None:
         self.miner, self.data, self.pool, self.config, self.dev = miner, data, pool, config, dev
         self.dense = find_dense(miner.retriever)
         self.log_path = Path(log_path) if log_path is not None else None
+        if snapshot_dir is None and self.log_path is not None:
+            snapshot_dir = self.log_path.parent / "refresh-snapshots"
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self.history: list[dict[str, Any]] = []
+        self.pending: _PendingRefresh | None = None
 
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
@@ -175,21 +201,8 @@ class Refresher:
         self._forget_weights()
         result = self.miner.mine(self.data)
         t_mine = time.perf_counter() - t0
-        overlap = overlap_at_k(self._in_use_rows(), result.candidates.doc_ids[:, : self.config.staleness_k])
-        new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
-        queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
-        changed = self.pool.swap(new)
-        entry = {
-            "kind": "refresh",
-            "step": step,
-            "seconds_mine": round(t_mine, 3),
-            f"overlap@{self.config.staleness_k}": round(overlap, 6),
-            "staleness": round(1.0 - overlap, 6),
-            "negatives_changed": round(changed, 6),
-            "queries_refreshed": len(queries_in_pool & set(new)),
-            "queries_kept_old": len(queries_in_pool - set(new)),
-            "pool_version": self.pool.version,
-        }
+        entry = self._swap(result, step)
+        entry["seconds_mine"] = round(t_mine, 3)
         if self.dev is not None:
             t1 = time.perf_counter()
             metrics = self.dev()
@@ -198,6 +211,99 @@ class Refresher:
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         self._log(entry)
         return entry
+
+    def _swap(self, result, step: int) -> dict[str, Any]:
+        """Swap ``result``'s negatives into the pool; the entry says how much changed and how stale it was."""
+        overlap = overlap_at_k(self._in_use_rows(), result.candidates.doc_ids[:, : self.config.staleness_k])
+        new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
+        queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
+        changed = self.pool.swap(new)
+        return {
+            "kind": "refresh",
+            "step": step,
+            f"overlap@{self.config.staleness_k}": round(overlap, 6),
+            "staleness": round(1.0 - overlap, 6),
+            "negatives_changed": round(changed, 6),
+            "queries_refreshed": len(queries_in_pool & set(new)),
+            "queries_kept_old": len(queries_in_pool - set(new)),
+            "pool_version": self.pool.version,
+        }
+
+    # ------------------------------------------------------------------ asynchronous refresh
+
+    def start_async(self, step: int) -> None:
+        """Snapshot the current weights and start re-mining with them in another process."""
+        import multiprocessing
+
+        self._check_can_refresh()
+        if self.pending is not None:
+            raise HardnegError(f"A refresh from step {self.pending.step} is still running; poll() it first.")
+        snapshot = getattr(self.dense.encoder, "snapshot", None)
+        if snapshot is None or self.snapshot_dir is None:
+            raise HardnegError("An asynchronous refresh needs an encoder with snapshot() (SentenceTransformerEncoder) "
+                               "and a snapshot directory (pass log_path or snapshot_dir).")
+        t0 = time.perf_counter()
+        folder = self.snapshot_dir / f"step-{step}"
+        shutil.rmtree(folder, ignore_errors=True)
+        worker_dense = copy.copy(self.dense)
+        worker_dense.encoder = snapshot(folder / "model")
+        worker_miner = copy.copy(self.miner)
+        worker_miner.show_progress = False
+        worker_miner.retriever = _with_dense(self.miner.retriever, worker_dense)
+        worker_dev = None
+        if self.dev is not None:
+            worker_dev = copy.copy(self.dev)
+            worker_dev.dense = worker_dense
+        process = multiprocessing.get_context("spawn").Process(
+            target=_mine_snapshot, name=f"hardneg-refresh-{step}", daemon=True,
+            args=(worker_miner, self.data, worker_dev, folder / "result.pkl", self.config.worker_threads),
+        )
+        process.start()
+        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0)
+
+    def poll(self, step: int, *, wait: bool = False) -> dict[str, Any] | None:
+        """Apply a finished asynchronous refresh (waiting for it with ``wait``); its log entry, else None."""
+        pending = self.pending
+        if pending is None or (not wait and pending.process.is_alive()):
+            return None
+        t_wait = time.perf_counter()
+        pending.process.join()
+        waited = time.perf_counter() - t_wait
+        self.pending = None
+        result_path = pending.folder / "result.pkl"
+        if pending.process.exitcode != 0 or not result_path.exists():
+            shutil.rmtree(pending.folder, ignore_errors=True)
+            raise HardnegError(
+                f"The asynchronous refresh from step {pending.step} failed (worker exit code "
+                f"{pending.process.exitcode}; its traceback is on stderr). Rerun without asynchronous refresh "
+                "to see the error in this process."
+            )
+        with open(result_path, "rb") as fh:
+            result, metrics = pickle.load(fh)
+        shutil.rmtree(pending.folder, ignore_errors=True)
+        entry = self._swap(result, pending.step)
+        entry.update({
+            "asynchronous": True,
+            "applied_step": step,
+            "seconds_snapshot": round(pending.seconds_snapshot, 3),
+            "seconds_worker": round(time.perf_counter() - pending.started, 3),
+            "seconds_waited": round(waited, 3),
+        })
+        if metrics is not None:
+            entry.update({f"dev_{k_}": round(v, 6) for k_, v in metrics.items()})
+        self._log(entry)
+        return entry
+
+    def cancel(self, step: int) -> None:
+        """Stop a running asynchronous refresh (training ended first) and log that it was discarded."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if pending.process.is_alive():
+            pending.process.terminate()
+        pending.process.join()
+        shutil.rmtree(pending.folder, ignore_errors=True)
+        self._log({"kind": "refresh-discarded", "step": pending.step, "applied_step": None, "ended_at_step": step})
 
     def _in_use_rows(self) -> list[np.ndarray]:
         """Per query of the data, the corpus rows of the negatives in use (empty when it has none)."""
@@ -226,6 +332,35 @@ class Refresher:
         self.pool.load_negatives(folder / NEGATIVES_STATE)
 
 
+@dataclass
+class _PendingRefresh:
+    step: int
+    folder: Path
+    process: Any
+    started: float
+    seconds_snapshot: float
+
+
+def _with_dense(retriever, dense):
+    """``retriever`` with its dense part replaced by ``dense`` (a hybrid keeps its BM25 part)."""
+    if retriever is not None and getattr(retriever, "dense", None) is not None:
+        replaced = copy.copy(retriever)
+        replaced.dense = dense
+        return replaced
+    return dense
+
+
+def _mine_snapshot(miner, data, dev, result_path: Path, threads: int) -> None:
+    """Worker process: mine (and evaluate) with a weight snapshot; pickle ``(MineResult, dev metrics)``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    result = miner.mine(data)
+    metrics = dev() if dev is not None else None
+    with atomic_path(result_path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump((result, metrics), fh)
+
+
 def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
     """Query row → texts of its first ``k`` selected negatives, for queries that have ``k``."""
     out: dict[int, list[str]] = {}
@@ -252,7 +387,14 @@ def make_refresh_callback(refresher: Refresher | None, pool, every: int | None, 
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             step = state.global_step
-            if refresher is not None and every and step % every == 0 and step < state.max_steps:
+            if refresher is None or not every:
+                return
+            due = step % every == 0 and step < state.max_steps
+            if refresher.config.asynchronous:
+                refresher.poll(step, wait=due)  # swap in a finished refresh; the next one may not overtake it
+                if due:
+                    refresher.start_async(step)
+            elif due:
                 _in_eval(model, lambda: refresher.refresh(step))
 
         def on_save(self, args, state, control, **kwargs):
@@ -263,6 +405,8 @@ def make_refresh_callback(refresher: Refresher | None, pool, every: int | None, 
                 pool.save_negatives(folder / NEGATIVES_STATE)
 
         def on_train_end(self, args, state, control, model=None, **kwargs):
+            if refresher is not None:
+                refresher.cancel(state.global_step)
             if refresher is not None and refresher.dev is not None:
                 _in_eval(model, lambda: refresher.evaluate(state.global_step, "end"))
 
