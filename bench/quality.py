@@ -4,7 +4,9 @@ Student all-MiniLM-L6-v2 on debian-desc small; every setting trains a fresh copy
 on the same training queries, with the same seed and budget:
 
     zero-shot | in-batch only | + static BM25 negative | + static dense negative |
-    + dense TopK-PercPos (relative margin 0.05) | + TopK-PercPos with ANCE refresh
+    + dense TopK-PercPos (relative margin 0.05) | + TopK-PercPos with ANCE refresh |
+    + TopK-PercPos, teacher-denoised (with --teacher: candidates the cross-encoder
+      teacher gives p > 0.5 of being relevant are dropped before selection)
 
 and is scored on the test split (all test queries, the full corpus): nDCG@10,
 Recall@100, MRR@10. Dev nDCG@10 is logged at the start, at each refresh and at the
@@ -39,7 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
-SETTINGS = ("zero-shot", "in-batch", "bm25", "dense", "dense-percpos", "ance")
+SETTINGS = ("zero-shot", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised")
 LABELS = {
     "zero-shot": "zero-shot",
     "in-batch": "in-batch only",
@@ -47,7 +49,9 @@ LABELS = {
     "dense": "+ dense negative (static)",
     "dense-percpos": "+ dense TopK-PercPos (static)",
     "ance": "+ TopK-PercPos, ANCE refresh",
+    "teacher-denoised": "+ TopK-PercPos, teacher-denoised",
 }
+TEACHER_DEPTH = 30  # dense candidates per query the teacher scores (it reads every one: keep it small on a CPU)
 QUERY_SAMPLE_SEED = 1234  # which training queries; fixed across settings and seeds
 
 logger = logging.getLogger("bench.quality")
@@ -122,6 +126,14 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed)
     percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed)
     miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
+    if name == "teacher-denoised":
+        from hardneg.score.cross_encoder import CrossEncoderScorer
+
+        denoised = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed,
+                                   denoise="probability", denoise_threshold=0.5)
+        teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
+        miner = Miner(DenseRetriever(encoder), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
+                      show_progress=False)
     if name == "in-batch":
         pool = pool_in_batch_only(train)
     elif name == "bm25":
@@ -216,6 +228,9 @@ def main(argv=None) -> int:
                    help="a BEIR folder (test split) from a domain training never saw, e.g. bench/out/foldoc "
                    "(bench/build_second_domain.py): every model is also scored there (forgetting check)")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    p.add_argument("--teacher", type=Path,
+                   help="a cross-encoder teacher (hardneg train-reranker) for the teacher-denoised setting; "
+                   "without it that setting is skipped")
     p.add_argument("--full", action="store_true", help="GPU budget: all training queries, 128 tokens, 3 seeds")
     p.add_argument("--resume", action="store_true", help="skip settings whose result file exists")
     p.add_argument("--report-only", action="store_true",
@@ -250,6 +265,9 @@ def main(argv=None) -> int:
         for name in args.settings:
             if name == "zero-shot" and seed != args.seeds[0]:
                 continue  # deterministic: one run is enough
+            if name == "teacher-denoised" and args.teacher is None and not args.report_only:
+                logger.info("setting %s skipped: no --teacher", name)
+                continue
             path = res_dir / f"{name}-seed{seed}.json"
             if (args.resume or args.report_only) and path.exists():
                 results.append(json.loads(path.read_text()))
@@ -259,7 +277,8 @@ def main(argv=None) -> int:
             logger.info("setting %s seed %d (%.0f s elapsed)", name, seed, time.perf_counter() - t0)
             r = run_setting(name, seed, args, train, dev, test, second)
             r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
-                           "num_negatives": args.num_negatives, "lr": args.lr}
+                           "num_negatives": args.num_negatives, "lr": args.lr,
+                           "teacher": str(args.teacher) if name == "teacher-denoised" else None}
             path.write_text(json.dumps(r, indent=2, sort_keys=True))
             logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})
             results.append(r)

@@ -7,9 +7,11 @@
     ``CrossEncoder.predict`` loop over the same pairs (what sentence-transformers'
     ``mine_hard_negatives`` does), side by side; bf16 agreement with fp32.
 (c) false negatives: share of BM25's and dense retrieval's raw top-10 non-positive
-    candidates the teacher calls relevant, on train queries, with examples.
+    candidates the teacher calls relevant, with examples: on train queries (as
+    mining sees them; those the teacher trained on, if it trained on all of them,
+    which biases the estimate down) and on dev queries it never saw.
 
-    .venv/bin/python bench/teacher.py                          # needs runs/teacher (or --train)
+    .venv/bin/python bench/teacher.py --teacher runs/teacher-d  # a trained teacher (or --train)
     .venv/bin/python bench/teacher.py --train --json --out bench/out/teacher.json
 """
 
@@ -27,9 +29,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
-# what runs/teacher was trained with (the CLI equivalent is printed in bench/RESULTS.md)
-TRAIN_CONFIG = dict(negatives="hybrid", negatives_per_query=3, max_queries=800, max_steps=100, batch_size=32,
-                    learning_rate=1e-4, max_length=128, save_steps=25, eval_depth=20, eval_max_queries=100)
+# what --train trains (runs/teacher-d; the CLI equivalent is in bench/RESULTS.md): ~40 min on 2 CPU cores
+TRAIN_CONFIG = dict(negatives="hybrid", negative_sampling="random", negatives_per_query=3, loss="listwise",
+                    in_batch_negatives=4, max_steps=500, batch_size=16, learning_rate=2e-4, max_length=96,
+                    precision="fp32", save_steps=50, eval_depth=30, eval_max_queries=200)
 
 
 def minilm() -> str:
@@ -139,27 +142,38 @@ def throughput(data_dir: Path, teacher_path: str, n_queries: int, depth: int, se
     return out
 
 
-def false_negatives(data_dir: Path, teacher, run_dir: Path, n_queries: int, seed: int) -> dict:
+def trained_query_ids(data_dir: Path, record: dict) -> set[str]:
+    """Ids of the train queries the teacher's training drew from (its seeded sample, or all)."""
+    from hardneg.data import load_beir
+    from hardneg.score.train import sample_queries
+
+    config = record["config"]
+    return set(sample_queries(load_beir(data_dir, "train"), config.get("max_queries"), config.get("seed", 0)).queries.ids)
+
+
+def false_negatives(data_dir: Path, teacher, run_dir: Path, n_queries: int, seed: int, split: str,
+                    exclude: set[str]) -> dict:
     from hardneg.candidates import Candidates
     from hardneg.data import load_beir
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
     from hardneg.score.rescore import rescore_candidates
-    from hardneg.score.train import sample_queries
     from hardneg.select import denoise, filters
     from hardneg.store import RunDir
 
-    full = load_beir(data_dir, "train")
-    # queries the teacher was not trained on: sample with another seed, drop the training sample
-    trained = set(sample_queries(full, TRAIN_CONFIG["max_queries"], 0).queries.ids)
-    pool = [i for i, q in enumerate(full.queries.ids) if q not in trained]
+    full = load_beir(data_dir, split)
+    # prefer queries the teacher was not trained on; if it trained on all of them, say so
+    pool = [i for i, q in enumerate(full.queries.ids) if q not in exclude]
+    seen = not pool
+    pool = pool or list(range(len(full.queries)))
     rows = np.sort(np.random.default_rng(seed + 2).choice(pool, size=min(n_queries, len(pool)), replace=False))
     data = full.subset(rows.tolist())
     run = RunDir(run_dir)
     depth = 20
-    out = {"split": "train", "queries": len(data.queries),
-           "note": "seeded subset of train queries the teacher was not trained on; top-10 non-positive candidates"}
+    out = {"split": split, "queries": len(data.queries), "teacher_trained_on_them": seen,
+           "note": f"seeded {split} queries{' (the teacher trained on them)' if seen else ' the teacher never saw'}; "
+                   "top-10 non-positive candidates"}
     examples = []
     for name, retriever in (("bm25", BM25Retriever()), ("dense", DenseRetriever(SentenceTransformerEncoder(minilm())))):
         cands = retriever.retrieve(data, depth, run_dir=run, show_progress=False)
@@ -218,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     teacher = CrossEncoderScorer(str(args.teacher))  # precision auto: bf16 where the CPU has it
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "teacher": {"path": str(args.teacher), "train_pairs": record["train_pairs"], "train_queries": record["train_queries"],
+        "teacher": {"path": str(args.teacher), "loss": record["config"].get("loss", "bce"),
+                    "train_examples": record.get("train_examples", record.get("train_pairs")),
+                    "train_queries": record["train_queries"],
                     "steps": record["steps"], "train_seconds": record["seconds"].get("train"),
                     "mining_seconds": record["seconds"].get("mining"), "config": record["config"], "dev": record["dev"],
                     "scoring_precision": teacher.resolved_precision()},
@@ -228,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     if "throughput" not in args.skip:
         result["throughput"] = throughput(args.data, str(args.teacher), args.throughput_queries, args.throughput_depth, args.seed)
     if "false_negatives" not in args.skip:
-        result["false_negatives"] = false_negatives(args.data, teacher, args.run_dir, args.fn_queries, args.seed)
+        trained = trained_query_ids(args.data, record)
+        result["false_negatives"] = false_negatives(args.data, teacher, args.run_dir, args.fn_queries, args.seed,
+                                                    "train", trained)
+        result["false_negatives_dev"] = false_negatives(args.data, teacher, args.run_dir, args.fn_queries, args.seed,
+                                                        "dev", set())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -246,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 def format_tables(r: dict) -> str:
     t = r["teacher"]
     lines = [
-        f"teacher: {t['train_pairs']} pairs from {t['train_queries']} train queries, {t['steps']} steps, "
+        f"teacher: {t.get('train_examples', t.get('train_pairs'))} {t.get('loss', 'bce')} examples from "
+        f"{t['train_queries']} train queries, {t['steps']} steps, "
         f"trained in {t['train_seconds']:.0f}s on {r['machine']['cpus']} CPUs (+{t['mining_seconds']:.0f}s mining negatives)",
     ]
     if "quality" in r:
@@ -262,8 +283,10 @@ def format_tables(r: dict) -> str:
         lines.append(f"speed-up vs loop: fp32 {p['speedup_vs_loop']['fp32']}x, bf16 {p['speedup_vs_loop']['bf16']}x; "
                      f"bf16 vs fp32: max |diff| {a['bf16_vs_fp32_max_abs_diff']:.3f}, pearson {a['bf16_vs_fp32_pearson']:.4f}, "
                      f"same top-1 {a['bf16_vs_fp32_same_top1_share']:.2f}")
-    if "false_negatives" in r:
-        f = r["false_negatives"]
+    for key in ("false_negatives", "false_negatives_dev"):
+        if key not in r:
+            continue
+        f = r[key]
         lines += ["", f"(c) est. false negatives in raw top-10, {f['queries']} {f['note']}",
                   f"{'source, relevant if':<28}{'rate':>8}{'flagged':>9}{'of':>7}"]
         for k, v in f.items():

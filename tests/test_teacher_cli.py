@@ -60,3 +60,22 @@ def test_denoise_flag_without_threshold_is_a_one_line_error(tmp_path, tiny_dir):
 def test_rescore_without_teacher_says_how(tmp_path):
     out = run_cli("rescore", str(tmp_path))
     assert out.returncode == 2 and "--cross-encoder" in out.stderr
+
+
+@pytest.mark.slow
+def test_train_reranker_cli_passes_its_options_and_prints_dev_reranking(tmp_path, tiny_dir, minilm_path):
+    out = run_cli("-q", "train-reranker", str(tiny_dir), "--base", minilm_path, "--output", str(tmp_path / "teacher"),
+                  "--negatives", "bm25", "--negatives-per-query", "1", "--negative-sampling", "random",
+                  "--in-batch-negatives", "1", "--max-steps", "2", "--batch-size", "4", "--max-length", "32",
+                  "--precision", "fp32", "--eval-depth", "5", "--eval-max-queries", "5")
+    assert out.returncode == 0, out.stderr
+    assert "dev reranking (5 queries)" in out.stdout and "reranked" in out.stdout
+    record = json.loads((tmp_path / "teacher" / "train_reranker.json").read_text())
+    assert record["steps"] == 2 and record["dev_queries"] == 5
+    assert {k: record["config"][k] for k in ("loss", "in_batch_negatives", "negative_sampling", "negatives")} == {
+        "loss": "listwise", "in_batch_negatives": 1, "negative_sampling": "random", "negatives": "bm25"}
+
+
+def test_train_reranker_refuses_an_unknown_loss(tmp_path, tiny_dir):
+    out = run_cli("train-reranker", str(tiny_dir), "--base", "x", "--output", str(tmp_path / "t"), "--loss", "pairwise")
+    assert out.returncode == 2 and "--loss" in out.stderr and "Traceback" not in out.stderr

@@ -12,11 +12,13 @@ from hardneg.score.train import TeacherTrainingConfig, evaluate_reranker, train_
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("loss", "batch_size", "examples_per_query"),
-    [("listwise", 4, 1), ("bce", 16, 4)],  # listwise: one n-tuple per positive; bce: 1 positive + 3 negative pairs
+    ("loss", "negatives", "batch_size", "steps", "examples_per_query"),
+    # listwise: one (query, positive, negative) tuple per positive, plus one in-batch negative;
+    # bce: a positive pair and 3 negative pairs per query
+    [("listwise", 1, 8, 20, 1), ("bce", 3, 16, 40, 4)],
 )
 def test_training_improves_dev_reranking_over_the_untrained_head(
-    tmp_path, tiny_dir, minilm_path, loss, batch_size, examples_per_query
+    tmp_path, tiny_dir, minilm_path, loss, negatives, batch_size, steps, examples_per_query
 ):
     import torch
 
@@ -24,15 +26,15 @@ def test_training_improves_dev_reranking_over_the_untrained_head(
     from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
 
     train, dev = load_beir(tiny_dir, "train"), load_beir(tiny_dir, "dev")
-    config = TeacherTrainingConfig(negatives="bm25", negatives_per_query=3, loss=loss, in_batch_negatives=2,
-                                   max_steps=40, batch_size=batch_size, max_length=64, learning_rate=2e-4,
+    config = TeacherTrainingConfig(negatives="bm25", negatives_per_query=negatives, loss=loss, in_batch_negatives=1,
+                                   max_steps=steps, batch_size=batch_size, max_length=64, learning_rate=2e-4,
                                    save_steps=20, eval_depth=20, precision="fp32")
     torch.manual_seed(config.seed)  # the same fresh head training starts from
     untrained = CrossEncoderScorer(load_cross_encoder(minilm_path, max_length=64), precision="fp32")
     before, n = evaluate_reranker(untrained, dev, depth=20, show_progress=False)
 
     result = train_reranker(train, minilm_path, tmp_path / "teacher", config, dev_data=dev, show_progress=False)
-    assert result.steps == 40 and result.train_examples == examples_per_query * len(train.queries)
+    assert result.steps == steps and result.train_examples == examples_per_query * len(train.queries)
     assert result.dev_queries == n == len(dev.queries)
     assert result.dev["reranked"]["ndcg@10"] > before["reranked"]["ndcg@10"] + 0.3
     saved = json.loads((tmp_path / "teacher" / "train_reranker.json").read_text())
