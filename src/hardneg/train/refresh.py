@@ -190,7 +190,7 @@ class Refresher:
         t0 = time.perf_counter()
         metrics = self.dev()
         entry = {"kind": kind, "step": step, "seconds": round(time.perf_counter() - t0, 3),
-                 **{f"dev_{k}": round(v, 6) for k, v in metrics.items()}}
+                 **dev_fields(metrics)}
         self._log(entry)
         return entry
 
@@ -207,7 +207,7 @@ class Refresher:
             t1 = time.perf_counter()
             metrics = self.dev()
             entry["seconds_dev"] = round(time.perf_counter() - t1, 3)
-            entry.update({f"dev_{k_}": round(v, 6) for k_, v in metrics.items()})
+            entry.update(dev_fields(metrics))
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         self._log(entry)
         return entry
@@ -290,7 +290,7 @@ class Refresher:
             "seconds_waited": round(waited, 3),
         })
         if metrics is not None:
-            entry.update({f"dev_{k_}": round(v, 6) for k_, v in metrics.items()})
+            entry.update(dev_fields(metrics))
         self._log(entry)
         return entry
 
@@ -330,6 +330,11 @@ class Refresher:
             raise HardnegError(f"{folder} has no {REFRESH_STATE}: it was not written by a hardneg refresh run.")
         self.history = json.loads(state_path.read_text(encoding="utf-8"))["history"]
         self.pool.load_negatives(folder / NEGATIVES_STATE)
+
+
+def dev_fields(metrics: dict[str, float]) -> dict[str, float]:
+    """Dev metrics as log-entry fields: ``dev_ndcg@10`` & co., rounded to 6 places."""
+    return {f"dev_{k}": round(v, 6) for k, v in metrics.items()}
 
 
 @dataclass
