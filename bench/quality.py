@@ -142,11 +142,11 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     else:
         pool = pool_from_selection(train, miner.mine(train).selection)
     t_mine = time.perf_counter() - t0
-    steps = max(1, len(pool) // args.batch_size)
+    steps = max(1, len(pool) // args.batch_size) * args.epochs
     every = args.refresh_every or max(1, steps // (args.refreshes + 1))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
-    config = TrainConfig(loss=LossConfig("mnrl"), batch_size=args.batch_size, learning_rate=args.lr, epochs=1,
+    config = TrainConfig(loss=LossConfig(args.loss), batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, logging_steps=5)
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -220,6 +220,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-negatives", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--loss", choices=("mnrl", "gist", "cached-gist"), default="mnrl",
+                   help="mnrl (default); gist / cached-gist: candidates the model itself scores above the "
+                   "positive are masked (GISTEmbed, self-guided; gist takes one hard negative at most)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--refreshes", type=int, default=1, help="ANCE refreshes per run (default 1, at mid-run)")
     p.add_argument("--refresh-every", type=int, help="steps between refreshes (overrides --refreshes)")
@@ -278,6 +282,7 @@ def main(argv=None) -> int:
             r = run_setting(name, seed, args, train, dev, test, second)
             r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
                            "num_negatives": args.num_negatives, "lr": args.lr,
+                           "epochs": args.epochs, "loss": args.loss,
                            "teacher": str(args.teacher) if name == "teacher-denoised" else None}
             path.write_text(json.dumps(r, indent=2, sort_keys=True))
             logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})

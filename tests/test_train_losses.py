@@ -44,6 +44,15 @@ def test_bad_choices_are_refused_with_a_fix(minilm):
         make_loss(LossConfig("margin-mse"), minilm, num_negatives=0)
 
 
+def test_gist_refuses_more_than_one_negative_and_points_to_cached_gist(minilm):
+    """sentence-transformers' GISTEmbedLoss reads (anchor, positive[, negative]) only: 3 negatives would fail
+    deep inside the first training step; the cached variant takes any number."""
+    with pytest.raises(HardnegError, match="use cached-gist"):
+        make_loss(LossConfig("gist"), minilm, num_negatives=3)
+    assert type(make_loss(LossConfig("cached-gist"), minilm, num_negatives=3)).__name__ == "CachedGISTEmbedLoss"
+    assert type(make_loss(LossConfig("gist"), minilm, num_negatives=1)).__name__ == "GISTEmbedLoss"
+
+
 def test_mnrl_prefers_the_positive_over_a_hard_negative(minilm):
     """The loss is lower when the positive really is closer than the negative (sanity of column order)."""
     import torch

@@ -57,6 +57,16 @@ class LossConfig:
     def needs_scores(self) -> bool:
         return self.name == "margin-mse"
 
+    def check_negatives(self, num_negatives: int) -> None:
+        """Refuse a hard-negative count this loss cannot take (call it before mining, not after)."""
+        if self.name == "margin-mse" and num_negatives < 1:
+            raise HardnegError("margin-mse needs at least one hard negative with teacher scores; "
+                               "it has no in-batch mode.")
+        if self.name == "gist" and num_negatives > 1:
+            raise HardnegError(f"gist (sentence-transformers' GISTEmbedLoss) takes at most one hard negative per "
+                               f"example, got {num_negatives}; use cached-gist, which takes any number, or one "
+                               "negative.")
+
 
 def make_loss(config: LossConfig, model: Any, *, num_negatives: int) -> Any:
     """The sentence-transformers loss ``config`` names, bound to ``model``.
@@ -68,6 +78,7 @@ def make_loss(config: LossConfig, model: Any, *, num_negatives: int) -> Any:
     """
     from sentence_transformers.sentence_transformer import losses
 
+    config.check_negatives(num_negatives)
     if config.name == "mnrl":
         return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
     if config.name == "cached-mnrl":
@@ -82,6 +93,4 @@ def make_loss(config: LossConfig, model: Any, *, num_negatives: int) -> Any:
             return losses.GISTEmbedLoss(model, guide=guide, temperature=config.gist_temperature)
         return losses.CachedGISTEmbedLoss(model, guide=guide, temperature=config.gist_temperature,
                                           mini_batch_size=config.mini_batch_size)
-    if num_negatives < 1:
-        raise HardnegError("margin-mse needs at least one hard negative with teacher scores; it has no in-batch mode.")
     return losses.MarginMSELoss(model)
