@@ -143,7 +143,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         pool = pool_from_selection(train, miner.mine(train).selection)
     t_mine = time.perf_counter() - t0
     steps = max(1, len(pool) // args.batch_size) * args.epochs
-    every = args.refresh_every or max(1, steps // (args.refreshes + 1))
+    # ceil: N refreshes split the run into N + 1 equal parts, none of them in the last few steps
+    every = args.refresh_every or max(1, -(-steps // (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
     config = TrainConfig(loss=LossConfig(args.loss), batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
