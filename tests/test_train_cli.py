@@ -58,14 +58,20 @@ def test_train_from_an_exported_file(tmp_path, tiny_dir, minilm_path, one_thread
     [(["--refresh-every", "5"], "--retriever dense or hybrid"),
      (["--in-batch-only", "--retriever", "dense", "--refresh-every", "5"], "--in-batch-only"),
      (["--loss", "margin-mse", "--retriever", "bm25"], "teacher scores"),
-     (["--retriever", "dense", "--refresh-async"], "add --refresh-every"),
-     (["--loss", "gist", "--num-negatives", "3"], "use cached-gist")],
+     (["--retriever", "dense", "--refresh-async"], "add --refresh-every")],
 )
 def test_train_refuses_contradictory_flags(tmp_path, tiny_dir, minilm_path, extra, message, capsys):
     rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--output", str(tmp_path / "o"),
                "--max-steps", "1", *FAST, *extra])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_gist_with_several_negatives_is_refused_before_mining(tmp_path, tiny_dir, minilm_path, capsys):
+    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--output", str(tmp_path / "o"),
+               "--max-steps", "1", *FAST, "--loss", "gist", "--num-negatives", "3"])
+    assert rc == 2 and "use cached-gist" in capsys.readouterr().err
+    assert not list((tmp_path / "o").rglob("report.json"))  # the miner never ran
 
 
 def test_train_needs_a_model(tmp_path, tiny_dir, capsys):

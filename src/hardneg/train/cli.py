@@ -132,13 +132,12 @@ def cmd_train(args) -> int:
     model.max_seq_length = args.max_length
     miner, eval_miner = _training_miner(args, model, run_dir)
     loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide)
-    if not args.negatives:
-        loss.check_negatives(0 if args.in_batch_only else args.num_negatives)  # before minutes of mining
     if args.negatives:
         pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
     elif args.in_batch_only:
         pool = pool_in_batch_only(data)
     else:
+        loss.check_negatives(args.num_negatives)  # now, not after minutes of mining
         result = miner.mine(data)
         print(result.report.format_table())
         pool = pool_from_selection(data, result.selection)
