@@ -147,7 +147,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     every = args.refresh_every or max(1, -(-steps // (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
-    config = TrainConfig(loss=LossConfig(args.loss), batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
+    loss = LossConfig(args.loss, gist_temperature=args.gist_temperature)
+    config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, logging_steps=5)
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -221,6 +222,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-negatives", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--gist-temperature", type=float, default=0.01,
+                   help="GIST softmax temperature (default 0.01; 0.05 matches MNRL's scale 20)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--loss", choices=("mnrl", "gist", "cached-gist"), default="mnrl",
                    help="mnrl (default); gist / cached-gist: candidates the model itself scores above the "
@@ -284,6 +287,7 @@ def main(argv=None) -> int:
             r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
                            "num_negatives": args.num_negatives, "lr": args.lr,
                            "epochs": args.epochs, "loss": args.loss,
+                           "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
                            "teacher": str(args.teacher) if name == "teacher-denoised" else None}
             path.write_text(json.dumps(r, indent=2, sort_keys=True))
             logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})
