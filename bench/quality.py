@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -143,8 +144,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         pool = pool_from_selection(train, miner.mine(train).selection)
     t_mine = time.perf_counter() - t0
     steps = max(1, len(pool) // args.batch_size) * args.epochs
-    # ceil: N refreshes split the run into N + 1 equal parts, none of them in the last few steps
-    every = args.refresh_every or max(1, -(-steps // (args.refreshes + 1)))
+    # N refreshes split the run into N + 1 equal parts (rounding up keeps the last one off the final steps)
+    every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
     loss = LossConfig(args.loss, gist_temperature=args.gist_temperature)
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--gist-temperature", type=float, default=0.01,
                    help="GIST softmax temperature (default 0.01; 0.05 matches MNRL's scale 20)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training queries (default 1)")
     p.add_argument("--loss", choices=("mnrl", "gist", "cached-gist"), default="mnrl",
                    help="mnrl (default); gist / cached-gist: candidates the model itself scores above the "
                    "positive are masked (GISTEmbed, self-guided; gist takes one hard negative at most)")
