@@ -301,8 +301,11 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        print(f"debian-desc small: {len(train.queries)} training queries, {len(test.queries)} test queries, "
-              f"{len(test.corpus)} documents; {args.max_length} tokens; seeds {args.seeds}")
+        # the results' own budget: with --report-only the flags need not match what was run
+        budgets = {(r["config"]["queries"], r["config"]["max_length"]) for r in results if "config" in r}
+        queries, tokens = budgets.pop() if len(budgets) == 1 else (len(train.queries), args.max_length)
+        print(f"debian-desc small: {queries} training queries, {len(test.queries)} test queries, "
+              f"{len(test.corpus)} documents; {tokens} tokens; seeds {args.seeds}")
         print(table(results))
         print(f"curve  {args.out / 'quality_curve.png'}   total {summary['seconds']:.0f} s")
     return 0
