@@ -42,9 +42,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
-SETTINGS = ("zero-shot", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised")
+SETTINGS = ("zero-shot", "st-in-batch", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised")
 LABELS = {
     "zero-shot": "zero-shot",
+    "st-in-batch": "in-batch only, plain ST trainer",
     "in-batch": "in-batch only",
     "bm25": "+ BM25 negative (static)",
     "dense": "+ dense negative (static)",
@@ -102,11 +103,39 @@ def second_domain_metrics(model, second, run_dir, max_length: int) -> dict[str, 
     return None if second is None else test_metrics(model, second, run_dir, max_length)
 
 
+def train_plain_sentence_transformers(model, pool, out_dir: Path, args, seed: int) -> int:
+    """In-batch only the way a user without hardneg trains: ST's trainer, MNRL, its NO_DUPLICATES sampler.
+
+    Optimisation settings are hardneg's (same learning rate, warm-up, precision,
+    seed), so only the batch sampler differs from the ``in-batch`` setting.
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from hardneg.retrieve.encoder import cpu_supports_bf16
+    from hardneg.train.trainer import TrainConfig
+
+    on_gpu = str(model.device).startswith("cuda")
+    train_args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
+        warmup_steps=TrainConfig().warmup_ratio, num_train_epochs=args.epochs, bf16=on_gpu or cpu_supports_bf16(),
+        use_cpu=not on_gpu, seed=seed, data_seed=seed, save_strategy="no", logging_steps=5, report_to="none",
+        dataloader_num_workers=0, disable_tqdm=True, batch_sampler=BatchSamplers.NO_DUPLICATES)
+    dataset = Dataset.from_list([pool.row(i) for i in range(len(pool))])
+    trainer = SentenceTransformerTrainer(model=model, args=train_args, train_dataset=dataset,
+                                         loss=MultipleNegativesRankingLoss(model, scale=args.scale))
+    trainer.train()
+    return trainer.state.global_step
+
+
 def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> dict:
     from hardneg.mine import Miner
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.retrieve.hybrid import HybridRetriever
     from hardneg.select import SelectionConfig
     from hardneg.train.losses import LossConfig
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
@@ -118,22 +147,35 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     run_dir = args.out / "quality-run"
     model = fresh_model(args.max_length)
     encoder = SentenceTransformerEncoder(model, max_length=args.max_length, precision="auto", batch_size=64)
-    dense_miner = lambda config: Miner(DenseRetriever(encoder), config, run_dir=run_dir, show_progress=False)  # noqa: E731
+    def dense_retriever():
+        dense = DenseRetriever(encoder)
+        return dense if args.retriever == "dense" else HybridRetriever(BM25Retriever(), dense)
+
+    dense_miner = lambda config: Miner(dense_retriever(), config, run_dir=run_dir, show_progress=False)  # noqa: E731
     if name == "zero-shot":
         metrics = test_metrics(model, test, run_dir, args.max_length)
         return {"setting": name, "seed": seed, "test": metrics, "curve": [], "seconds": time.perf_counter() - t0,
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length)}
 
-    top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed)
-    percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed)
+    window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max}
+    if name == "st-in-batch":
+        steps = train_plain_sentence_transformers(model, pool_in_batch_only(train), args.out / "quality-train" /
+                                                  f"{name}-seed{seed}", args, seed)
+        t_train = time.perf_counter() - t0
+        return {"setting": name, "seed": seed, "test": test_metrics(model, test, run_dir, args.max_length),
+                "second_domain": second_domain_metrics(model, second, run_dir, args.max_length), "curve": [],
+                "steps": steps, "seconds_mine": 0.0, "seconds_train": t_train, "seconds": time.perf_counter() - t0}
+
+    top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed, **window)
+    percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed, **window)
     miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
     if name == "teacher-denoised":
         from hardneg.score.cross_encoder import CrossEncoderScorer
 
         denoised = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed,
-                                   denoise="probability", denoise_threshold=0.5)
+                                   denoise="probability", denoise_threshold=0.5, **window)
         teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
-        miner = Miner(DenseRetriever(encoder), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
+        miner = Miner(dense_retriever(), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
                       show_progress=False)
     if name == "in-batch":
         pool = pool_in_batch_only(train)
@@ -148,7 +190,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
-    loss = LossConfig(args.loss, gist_temperature=args.gist_temperature)
+    loss = LossConfig(args.loss, scale=args.scale, gist_temperature=args.gist_temperature)
     config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, logging_steps=5)
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
@@ -223,6 +265,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-negatives", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--scale", type=float, default=20.0, help="MNRL inverse temperature (default 20, its own)")
+    p.add_argument("--retriever", choices=("dense", "hybrid"), default="dense",
+                   help="candidates of the dense settings: the student alone, or BM25 + student fused by RRF")
+    p.add_argument("--sampling", choices=("top", "random", "simans"), default="top",
+                   help="how the dense settings pick negatives among the survivors (default top)")
+    p.add_argument("--range-min", type=int, default=0, help="skip the first N non-positive candidates (default 0)")
+    p.add_argument("--range-max", type=int, help="consider only the first N non-positive candidates (default: all)")
     p.add_argument("--gist-temperature", type=float, default=0.01,
                    help="GIST softmax temperature (default 0.01; 0.05 matches MNRL's scale 20)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the training queries (default 1)")
@@ -286,7 +335,9 @@ def main(argv=None) -> int:
             logger.info("setting %s seed %d (%.0f s elapsed)", name, seed, time.perf_counter() - t0)
             r = run_setting(name, seed, args, train, dev, test, second)
             r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
-                           "num_negatives": args.num_negatives, "lr": args.lr,
+                           "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale,
+                           "retriever": args.retriever, "sampling": args.sampling,
+                           "range": [args.range_min, args.range_max],
                            "epochs": args.epochs, "loss": args.loss,
                            "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
                            "teacher": str(args.teacher) if name == "teacher-denoised" else None}
