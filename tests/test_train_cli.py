@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from hardneg.cli import main
@@ -46,11 +47,12 @@ def test_train_from_an_exported_file(tmp_path, tiny_dir, minilm_path, one_thread
     rows = path.read_text().splitlines()
     out = tmp_path / "out"
     rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--negatives", str(path), "--max-steps", "1",
-               "--dev-split", "none", "--output", str(out), *FAST])
+               "--dev-split", "none", "--batching", "topic", "--output", str(out), *FAST])
     assert rc == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["num_negatives"] == 2 and summary["examples"] == len(rows) and summary["steps"] == 1
-    assert summary["history"] == []
+    assert summary["history"] == [] and summary["config"]["batching"] == "topic"
+    assert len(np.load(out / "topics.npy")) == len(rows)  # one topic label per example, kept for --resume
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from hardneg.errors import HardnegError
 from hardneg.text import text_keys
-from hardneg.train.pool import NegativePool, pool_from_selection
+from hardneg.train.pool import NegativePool
 from hardneg.train.sampler import compatible, iter_batches, violations
 
 
@@ -46,18 +46,9 @@ def test_every_batch_of_the_hand_pool_obeys_both_rules(seed):
     assert len(used) == len(set(used))
 
 
-def mined_pool(tiny_train, fake_encoder, num_negatives=3):
-    from hardneg.mine import Miner
-    from hardneg.retrieve.dense import DenseRetriever
-    from hardneg.select import SelectionConfig
-
-    miner = Miner(DenseRetriever(fake_encoder), SelectionConfig(num_negatives=num_negatives), show_progress=False)
-    return pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
-
-
-def test_batches_of_a_mined_pool_obey_both_rules_and_cover_most_examples(tiny_train, fake_encoder):
+def test_batches_of_a_mined_pool_obey_both_rules_and_cover_most_examples(mine_tiny_pool):
     for k, size in ((3, 16), (1, 8)):
-        pool = mined_pool(tiny_train, fake_encoder, num_negatives=k)
+        pool = mine_tiny_pool(k)
         batches = list(iter_batches(pool, size, np.random.default_rng(0)))
         for batch in batches:
             assert len(batch) == size and violations(pool, batch) == []
@@ -65,8 +56,8 @@ def test_batches_of_a_mined_pool_obey_both_rules_and_cover_most_examples(tiny_tr
     assert sum(map(len, batches)) >= 0.9 * len(pool)
 
 
-def test_batches_follow_negatives_swapped_mid_epoch(tiny_train, fake_encoder):
-    pool = mined_pool(tiny_train, fake_encoder, num_negatives=1)
+def test_batches_follow_negatives_swapped_mid_epoch(mine_tiny_pool):
+    pool = mine_tiny_pool(1)
     it = iter_batches(pool, 8, np.random.default_rng(0))
     first = next(it)
     # make every example's negative the positive of query row 0: only its own group may still use it... and
@@ -79,10 +70,10 @@ def test_batches_follow_negatives_swapped_mid_epoch(tiny_train, fake_encoder):
         assert sum(target in pool.negatives[i] for i in batch) <= 1
 
 
-def test_same_seed_same_batches_and_short_pool_errors(tiny_train, fake_encoder):
+def test_same_seed_same_batches_and_short_pool_errors(mine_tiny_pool):
     from hardneg.train.sampler import make_batch_sampler
 
-    pool = mined_pool(tiny_train, fake_encoder)
+    pool = mine_tiny_pool()
     a = list(iter_batches(pool, 8, np.random.default_rng(3)))
     b = list(iter_batches(pool, 8, np.random.default_rng(3)))
     assert a == b

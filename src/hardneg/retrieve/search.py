@@ -51,7 +51,7 @@ class IndexConfig:
         return asdict(self)
 
 
-def _faiss():
+def require_faiss():
     try:
         import faiss
     except ImportError as exc:
@@ -61,7 +61,7 @@ def _faiss():
 
 def build_index(doc_embeddings: np.ndarray, config: IndexConfig):
     """Build a FAISS inner-product index over ``float32[n_docs, dim]`` embeddings."""
-    faiss = _faiss()
+    faiss = require_faiss()
     emb = np.ascontiguousarray(doc_embeddings, dtype=np.float32)
     n, dim = emb.shape
     if config.kind == "flat":

@@ -55,6 +55,9 @@ def register(sub) -> None:
     t.add_argument("--loss", choices=LOSSES, default="mnrl", help="training loss (default: mnrl)")
     t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
     t.add_argument("--train-batch-size", type=int, default=32, help="examples per training batch (default: 32)")
+    t.add_argument("--batching", choices=("random", "topic"), default="random",
+                   help="random batches (default), or topic: queries clustered once so each batch holds one "
+                   "topic and its in-batch negatives are hard too (TAS)")
     t.add_argument("--mini-batch-size", type=int, default=32, help="chunk size of the cached losses (default: 32)")
     t.add_argument("--learning-rate", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")
@@ -151,7 +154,7 @@ def cmd_train(args) -> int:
     config = TrainConfig(
         loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
         warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
-        precision=args.precision, seed=args.seed, save_steps=args.save_steps,
+        precision=args.precision, seed=args.seed, batching=args.batching, save_steps=args.save_steps,
     )
     result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
                    refresh=refresh, dev_data=dev, resume_from_checkpoint=True if args.resume else None,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from hardneg.errors import HardnegError
+from hardneg.train.topics import topic_order
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +45,22 @@ def compatible(keys: np.ndarray, forbidden: np.ndarray, batch_keys: set[int], ba
     return not own_positive.intersection(batch_keys)
 
 
-def iter_batches(pool, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+def iter_batches(pool, batch_size: int, rng: np.random.Generator,
+                 topics: np.ndarray | None = None) -> Iterator[list[int]]:
     """Yield full batches of example indices obeying both rules (module docstring).
 
-    Examples are visited in a random order; one that conflicts with the batch being
-    filled waits for a later batch. Planning is lazy, so each batch sees the
-    negatives in ``pool`` at the moment it is drawn. Examples that fit no full batch
-    at the end of the epoch are left out of it (at most a few).
+    Examples are visited in a random order (with ``topics``, one label per example:
+    topic by topic, see :func:`hardneg.train.topics.topic_order`); one that conflicts
+    with the batch being filled waits for a later batch. Planning is lazy, so each
+    batch sees the negatives in ``pool`` at the moment it is drawn. Examples that
+    fit no full batch at the end of the epoch are left out of it (at most a few).
     """
     if batch_size < 2:
         raise HardnegError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}.")
-    waiting = rng.permutation(len(pool)).tolist()
+    if topics is not None and len(topics) != len(pool):
+        raise HardnegError(f"{len(topics)} topic labels for {len(pool)} training examples; they must align.")
+    order = rng.permutation(len(pool)) if topics is None else topic_order(topics, rng)
+    waiting = order.tolist()
     while len(waiting) >= batch_size:
         batch: list[int] = []
         batch_keys: set[int] = set()
@@ -95,8 +101,9 @@ def violations(pool, batch: list[int]) -> list[str]:
     return found
 
 
-def make_batch_sampler(pool, batch_size: int, seed: int):
-    """A torch ``BatchSampler`` over ``pool`` for the sentence-transformers trainer."""
+def make_batch_sampler(pool, batch_size: int, seed: int, topics: np.ndarray | None = None):
+    """A torch ``BatchSampler`` over ``pool`` for the sentence-transformers trainer (``topics``: see
+    :func:`iter_batches`)."""
     from sentence_transformers.base.sampler import DefaultBatchSampler
 
     class PositiveAwareBatchSampler(DefaultBatchSampler):
@@ -108,7 +115,7 @@ def make_batch_sampler(pool, batch_size: int, seed: int):
 
         def __iter__(self) -> Iterator[list[int]]:
             rng = np.random.default_rng([self.seed, self.epoch])
-            yield from iter_batches(self.pool, self.batch_size, rng)
+            yield from iter_batches(self.pool, self.batch_size, rng, topics)
 
         def __len__(self) -> int:
             return len(self.pool) // self.batch_size

@@ -14,15 +14,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from hardneg.errors import HardnegError
 from hardneg.store import write_json
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
 from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
+from hardneg.train.topics import topic_clusters
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "hardneg_row"
+TOPICS_FILE = "topics.npy"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class TrainConfig:
         max_length: token limit of the model during training and refresh encoding.
         precision: ``bf16`` autocast, ``fp32``, or ``auto`` (bf16 where the hardware has it).
         seed: seed of the model init, shuffling and dropout.
+        batching: ``random`` batches, or ``topic``: the queries are clustered once, with
+            the model as it starts, into one topic per batch's worth of examples, and
+            batches are filled topic by topic so in-batch negatives are hard too
+            (:mod:`hardneg.train.topics`; the labels are kept in ``topics.npy``).
         save_steps: save a resumable checkpoint every N steps (None: only the final model).
         save_total_limit: checkpoints kept.
         logging_steps: loss logged every N steps.
@@ -53,6 +61,7 @@ class TrainConfig:
     max_length: int | None = 128
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
+    batching: Literal["random", "topic"] = "random"
     save_steps: int | None = None
     save_total_limit: int | None = 2
     logging_steps: int = 10
@@ -62,6 +71,8 @@ class TrainConfig:
             raise HardnegError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
+        if self.batching not in ("random", "topic"):
+            raise HardnegError(f"batching must be random or topic; got {self.batching!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise HardnegError(f"precision must be auto, fp32 or bf16; got {self.precision!r}.")
 
@@ -191,9 +202,11 @@ def train(
         disable_tqdm=not show_progress,
     )
 
+    topics = _topics(model, pool, config, output_dir, reuse=checkpoint is not None, show_progress=show_progress)
+
     class PoolTrainer(SentenceTransformerTrainer):
         def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
-            return make_batch_sampler(pool, batch_size, config.seed)
+            return make_batch_sampler(pool, batch_size, config.seed, topics)
 
     dataset = _dataset(pool)
     trainer = PoolTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
@@ -218,6 +231,27 @@ def train(
         "resumed_from": checkpoint,
     })
     return TrainResult(model, final, trainer.state.global_step, seconds, history, loss_log)
+
+
+def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *, reuse: bool,
+            show_progress: bool) -> np.ndarray | None:
+    """Topic labels for ``batching="topic"`` (None otherwise); a resumed run reuses the saved ones."""
+    if config.batching != "topic":
+        return None
+    path = output_dir / TOPICS_FILE
+    if reuse and path.exists():
+        topics = np.load(path)
+        if len(topics) == len(pool):
+            return topics
+        logger.warning("%s holds %d labels for %d examples; clustering again", path, len(topics), len(pool))
+    t0 = time.perf_counter()
+    queries = model.encode(pool.anchors, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=show_progress)
+    topics = topic_clusters(queries, max(1, len(pool) // config.batch_size), config.seed)
+    np.save(path, topics)
+    logger.info("topic batching: %d queries in %d topics (%.1f s)", len(pool), int(topics.max()) + 1,
+                time.perf_counter() - t0)
+    return topics
 
 
 def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Path) -> Refresher:
