@@ -3,8 +3,10 @@
 Student all-MiniLM-L6-v2 on debian-desc small; every setting trains a fresh copy
 on the same training queries, with the same seed and budget:
 
-    zero-shot | in-batch only | + static BM25 negative | + static dense negative |
-    + dense TopK-PercPos (relative margin 0.05) | + TopK-PercPos with ANCE refresh |
+    zero-shot | in-batch only, plain sentence-transformers trainer (its NO_DUPLICATES
+    sampler; the baseline without hardneg) | in-batch only | + static BM25 negative |
+    + static dense negative | + dense TopK-PercPos (relative margin 0.05) |
+    + TopK-PercPos with ANCE refresh |
     + TopK-PercPos, teacher-denoised (with --teacher: candidates the cross-encoder
       teacher gives p > 0.5 of being relevant are dropped before selection)
 
@@ -113,6 +115,7 @@ def train_plain_sentence_transformers(model, pool, out_dir: Path, args, seed: in
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from transformers.trainer_callback import PrinterCallback
 
     from hardneg.retrieve.encoder import cpu_supports_bf16
     from hardneg.train.trainer import TrainConfig
@@ -126,6 +129,7 @@ def train_plain_sentence_transformers(model, pool, out_dir: Path, args, seed: in
     dataset = Dataset.from_list([pool.row(i) for i in range(len(pool))])
     trainer = SentenceTransformerTrainer(model=model, args=train_args, train_dataset=dataset,
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every log line to stdout
     trainer.train()
     return trainer.state.global_step
 
@@ -157,7 +161,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         return {"setting": name, "seed": seed, "test": metrics, "curve": [], "seconds": time.perf_counter() - t0,
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length)}
 
-    window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max}
+    window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max,
+              "if_short": args.if_short}
     if name == "st-in-batch":
         steps = train_plain_sentence_transformers(model, pool_in_batch_only(train), args.out / "quality-train" /
                                                   f"{name}-seed{seed}", args, seed)
@@ -167,12 +172,12 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
                 "steps": steps, "seconds_mine": 0.0, "seconds_train": t_train, "seconds": time.perf_counter() - t0}
 
     top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed, **window)
-    percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed, **window)
+    percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed, **window)
     miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
     if name == "teacher-denoised":
         from hardneg.score.cross_encoder import CrossEncoderScorer
 
-        denoised = SelectionConfig(num_negatives=args.num_negatives, relative_margin=0.05, seed=seed,
+        denoised = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed,
                                    denoise="probability", denoise_threshold=0.5, **window)
         teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
         miner = Miner(dense_retriever(), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
@@ -192,7 +197,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
     loss = LossConfig(args.loss, scale=args.scale, gist_temperature=args.gist_temperature)
     config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
-                         max_length=args.max_length, precision="auto", seed=seed, logging_steps=5)
+                         max_length=args.max_length, precision="auto", seed=seed, batching=args.batching,
+                         logging_steps=5)
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
     result = train_model(model, pool, out_dir, config, miner=miner, data=train, refresh=refresh, dev_data=dev,
@@ -268,8 +274,15 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=20.0, help="MNRL inverse temperature (default 20, its own)")
     p.add_argument("--retriever", choices=("dense", "hybrid"), default="dense",
                    help="candidates of the dense settings: the student alone, or BM25 + student fused by RRF")
+    p.add_argument("--batching", choices=("random", "topic"), default="random",
+                   help="random batches (default) or topic-aware ones (hardneg.train.topics)")
     p.add_argument("--sampling", choices=("top", "random", "simans"), default="top",
                    help="how the dense settings pick negatives among the survivors (default top)")
+    p.add_argument("--margin", type=float, default=0.05,
+                   help="TopK-PercPos relative margin: negatives score below (1 - margin) x positive (default 0.05)")
+    p.add_argument("--if-short", choices=("drop", "pad"), default="drop",
+                   help="a query with too few surviving candidates is dropped from training (default) or padded "
+                   "with random non-positive documents")
     p.add_argument("--range-min", type=int, default=0, help="skip the first N non-positive candidates (default 0)")
     p.add_argument("--range-max", type=int, help="consider only the first N non-positive candidates (default: all)")
     p.add_argument("--gist-temperature", type=float, default=0.01,
@@ -335,9 +348,9 @@ def main(argv=None) -> int:
             logger.info("setting %s seed %d (%.0f s elapsed)", name, seed, time.perf_counter() - t0)
             r = run_setting(name, seed, args, train, dev, test, second)
             r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
-                           "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale,
+                           "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale, "batching": args.batching,
                            "retriever": args.retriever, "sampling": args.sampling,
-                           "range": [args.range_min, args.range_max],
+                           "range": [args.range_min, args.range_max], "margin": args.margin, "if_short": args.if_short,
                            "epochs": args.epochs, "loss": args.loss,
                            "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
                            "teacher": str(args.teacher) if name == "teacher-denoised" else None}
