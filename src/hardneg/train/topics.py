@@ -38,7 +38,7 @@ def topic_clusters(embeddings: np.ndarray, n_topics: int, seed: int = 0) -> np.n
     if k == 1:
         return np.zeros(len(emb), dtype=np.int64)
     kmeans = require_faiss().Kmeans(emb.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False,
-                             min_points_per_centroid=1)
+                                    min_points_per_centroid=1)
     kmeans.train(emb)
     _, labels = kmeans.index.search(emb, 1)
     return labels[:, 0].astype(np.int64)
