@@ -151,18 +151,19 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     run_dir = args.out / "quality-run"
     model = fresh_model(args.max_length)
     encoder = SentenceTransformerEncoder(model, max_length=args.max_length, precision="auto", batch_size=64)
+
     def dense_retriever():
         dense = DenseRetriever(encoder)
         return dense if args.retriever == "dense" else HybridRetriever(BM25Retriever(), dense)
 
-    dense_miner = lambda config: Miner(dense_retriever(), config, run_dir=run_dir, show_progress=False)  # noqa: E731
+    def dense_miner(config):
+        return Miner(dense_retriever(), config, run_dir=run_dir, show_progress=False)
+
     if name == "zero-shot":
         metrics = test_metrics(model, test, run_dir, args.max_length)
         return {"setting": name, "seed": seed, "test": metrics, "curve": [], "seconds": time.perf_counter() - t0,
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length)}
 
-    window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max,
-              "if_short": args.if_short}
     if name == "st-in-batch":
         steps = train_plain_sentence_transformers(model, pool_in_batch_only(train), args.out / "quality-train" /
                                                   f"{name}-seed{seed}", args, seed)
@@ -171,6 +172,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length), "curve": [],
                 "steps": steps, "seconds_mine": 0.0, "seconds_train": t_train, "seconds": time.perf_counter() - t0}
 
+    window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max,
+              "if_short": args.if_short}
     top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed, **window)
     percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed, **window)
     miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
