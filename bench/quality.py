@@ -266,6 +266,8 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    from hardneg.train.topics import BATCHINGS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -277,7 +279,7 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=20.0, help="MNRL inverse temperature (default 20, its own)")
     p.add_argument("--retriever", choices=("dense", "hybrid"), default="dense",
                    help="candidates of the dense settings: the student alone, or BM25 + student fused by RRF")
-    p.add_argument("--batching", choices=("random", "topic"), default="random",
+    p.add_argument("--batching", choices=BATCHINGS, default="random",
                    help="random batches (default) or topic-aware ones (hardneg.train.topics)")
     p.add_argument("--sampling", choices=("top", "random", "simans"), default="top",
                    help="how the dense settings pick negatives among the survivors (default top)")

@@ -36,6 +36,7 @@ def register(sub) -> None:
     """Add the training subcommands to the ``hardneg`` parser."""
     from hardneg.cli import _add_data_args, _add_retriever_args, _add_selection_args
     from hardneg.train.losses import LOSSES
+    from hardneg.train.topics import BATCHINGS
 
     p = sub.add_parser(
         "train", help="fine-tune a bi-encoder with in-batch + hard negatives (optionally ANCE refresh)",
@@ -55,7 +56,7 @@ def register(sub) -> None:
     t.add_argument("--loss", choices=LOSSES, default="mnrl", help="training loss (default: mnrl)")
     t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
     t.add_argument("--train-batch-size", type=int, default=32, help="examples per training batch (default: 32)")
-    t.add_argument("--batching", choices=("random", "topic"), default="random",
+    t.add_argument("--batching", choices=BATCHINGS, default="random",
                    help="random batches (default), or topic: queries clustered once so each batch holds one "
                    "topic and its in-batch negatives are hard too (TAS)")
     t.add_argument("--mini-batch-size", type=int, default=32, help="chunk size of the cached losses (default: 32)")

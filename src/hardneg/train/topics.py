@@ -18,6 +18,8 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 
+BATCHINGS = ("random", "topic")  # how the trainer orders examples into batches
+
 
 def topic_clusters(embeddings: np.ndarray, n_topics: int, seed: int = 0) -> np.ndarray:
     """Topic label ``int64[n]`` of each row of ``float32[n, dim]`` (spherical k-means).

@@ -21,7 +21,7 @@ from hardneg.store import write_json
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
 from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
-from hardneg.train.topics import topic_clusters
+from hardneg.train.topics import BATCHINGS, topic_clusters
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class TrainConfig:
             raise HardnegError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
-        if self.batching not in ("random", "topic"):
+        if self.batching not in BATCHINGS:
             raise HardnegError(f"batching must be random or topic; got {self.batching!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise HardnegError(f"precision must be auto, fp32 or bf16; got {self.precision!r}.")
