@@ -8,7 +8,9 @@ on the same training queries, with the same seed and budget:
     + static dense negative | + dense TopK-PercPos (relative margin 0.05) |
     + TopK-PercPos with ANCE refresh |
     + TopK-PercPos, teacher-denoised (with --teacher: candidates the cross-encoder
-      teacher gives p > 0.5 of being relevant are dropped before selection)
+      teacher gives p > 0.5 of being relevant are dropped before selection) |
+    + teacher listwise distillation (with --teacher: the teacher's top 14 of the
+      dense top 30, soft-labelled by its scores; loss listwise-distill)
 
 and is scored on the test split (all test queries, the full corpus): nDCG@10,
 Recall@100, MRR@10. Dev nDCG@10 is logged at the start, at each refresh and at the
@@ -44,7 +46,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
-SETTINGS = ("zero-shot", "st-in-batch", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised")
+SETTINGS = ("zero-shot", "st-in-batch", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised",
+            "teacher-distill")
+TEACHER_SETTINGS = ("teacher-denoised", "teacher-distill")
 LABELS = {
     "zero-shot": "zero-shot",
     "st-in-batch": "in-batch only, plain ST trainer",
@@ -54,6 +58,7 @@ LABELS = {
     "dense-percpos": "+ dense TopK-PercPos (static)",
     "ance": "+ TopK-PercPos, ANCE refresh",
     "teacher-denoised": "+ TopK-PercPos, teacher-denoised",
+    "teacher-distill": "+ teacher listwise distillation",
 }
 TEACHER_DEPTH = 30  # dense candidates per query the teacher scores (it reads every one: keep it small on a CPU)
 QUERY_SAMPLE_SEED = 1234  # which training queries; fixed across settings and seeds
@@ -185,20 +190,28 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
         miner = Miner(dense_retriever(), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
                       show_progress=False)
+    if name == "teacher-distill":
+        from hardneg.score.cross_encoder import CrossEncoderScorer
+
+        listwise = SelectionConfig(num_negatives=args.distill_candidates, score_source="teacher", seed=seed)
+        teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
+        miner = Miner(dense_retriever(), listwise, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
+                      show_progress=False)
     if name == "in-batch":
         pool = pool_in_batch_only(train)
     elif name == "bm25":
         bm25 = Miner(BM25Retriever(), top1, run_dir=run_dir, show_progress=False)
         pool = pool_from_selection(train, bm25.mine(train).selection)
     else:
-        pool = pool_from_selection(train, miner.mine(train).selection)
+        pool = pool_from_selection(train, miner.mine(train).selection, teacher_scores=name == "teacher-distill")
     t_mine = time.perf_counter() - t0
     steps = max(1, len(pool) // args.batch_size) * args.epochs
     # N refreshes split the run into N + 1 equal parts (rounding up keeps the last one off the final steps)
     every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
-    loss = LossConfig(args.loss, scale=args.scale, gist_temperature=args.gist_temperature)
+    loss = LossConfig("listwise-distill" if name == "teacher-distill" else args.loss, scale=args.scale,
+                      gist_temperature=args.gist_temperature)
     config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, batching=args.batching,
                          logging_steps=5)
@@ -305,8 +318,11 @@ def main(argv=None) -> int:
                    "(bench/build_second_domain.py): every model is also scored there (forgetting check)")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     p.add_argument("--teacher", type=Path,
-                   help="a cross-encoder teacher (hardneg train-reranker) for the teacher-denoised setting; "
-                   "without it that setting is skipped")
+                   help="a cross-encoder teacher (hardneg train-reranker) for the teacher-denoised and "
+                   "teacher-distill settings; without it they are skipped")
+    p.add_argument("--distill-candidates", type=int, default=14,
+                   help="teacher-distill: soft-labelled candidates per query, the teacher's best of the dense top "
+                   f"{TEACHER_DEPTH} (default 14)")
     p.add_argument("--full", action="store_true", help="GPU budget: all training queries, 128 tokens, 3 seeds")
     p.add_argument("--resume", action="store_true", help="skip settings whose result file exists")
     p.add_argument("--report-only", action="store_true",
@@ -341,7 +357,7 @@ def main(argv=None) -> int:
         for name in args.settings:
             if name == "zero-shot" and seed != args.seeds[0]:
                 continue  # deterministic: one run is enough
-            if name == "teacher-denoised" and args.teacher is None and not args.report_only:
+            if name in TEACHER_SETTINGS and args.teacher is None and not args.report_only:
                 logger.info("setting %s skipped: no --teacher", name)
                 continue
             path = res_dir / f"{name}-seed{seed}.json"
@@ -356,9 +372,10 @@ def main(argv=None) -> int:
                            "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale, "batching": args.batching,
                            "retriever": args.retriever, "sampling": args.sampling,
                            "range": [args.range_min, args.range_max], "margin": args.margin, "if_short": args.if_short,
-                           "epochs": args.epochs, "loss": args.loss,
+                           "epochs": args.epochs, "loss": "listwise-distill" if name == "teacher-distill" else args.loss,
                            "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
-                           "teacher": str(args.teacher) if name == "teacher-denoised" else None}
+                           "teacher": str(args.teacher) if name in TEACHER_SETTINGS else None,
+                           "distill_candidates": args.distill_candidates if name == "teacher-distill" else None}
             path.write_text(json.dumps(r, indent=2, sort_keys=True))
             logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})
             results.append(r)

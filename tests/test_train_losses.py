@@ -21,7 +21,8 @@ def minilm(minilm_path):
 @pytest.mark.parametrize(
     ("name", "cls"),
     [("mnrl", "MultipleNegativesRankingLoss"), ("cached-mnrl", "CachedMultipleNegativesRankingLoss"),
-     ("gist", "GISTEmbedLoss"), ("cached-gist", "CachedGISTEmbedLoss"), ("margin-mse", "MarginMSELoss")],
+     ("gist", "GISTEmbedLoss"), ("cached-gist", "CachedGISTEmbedLoss"), ("margin-mse", "MarginMSELoss"),
+     ("listwise-distill", "ListwiseDistillLoss")],
 )
 def test_each_name_builds_its_loss(minilm, name, cls):
     loss = make_loss(LossConfig(name, mini_batch_size=4), minilm, num_negatives=1)
@@ -34,14 +35,19 @@ def test_each_name_builds_its_loss(minilm, name, cls):
 
 
 def test_factory_covers_every_listed_loss():
-    assert set(LOSSES) == {"mnrl", "cached-mnrl", "gist", "cached-gist", "margin-mse"}
+    assert set(LOSSES) == {"mnrl", "cached-mnrl", "gist", "cached-gist", "margin-mse", "listwise-distill"}
 
 
 def test_bad_choices_are_refused_with_a_fix(minilm):
     with pytest.raises(HardnegError, match="choose one of"):
         LossConfig("infonce")
-    with pytest.raises(HardnegError, match="at least one hard negative"):
-        make_loss(LossConfig("margin-mse"), minilm, num_negatives=0)
+    for name in ("margin-mse", "listwise-distill"):
+        with pytest.raises(HardnegError, match="at least one mined candidate"):
+            make_loss(LossConfig(name), minilm, num_negatives=0)
+    with pytest.raises(HardnegError, match="teacher_temperature must be positive"):
+        LossConfig("listwise-distill", teacher_temperature=0.0)
+    with pytest.raises(HardnegError, match="distill_weight must be at least 0"):
+        LossConfig("listwise-distill", distill_weight=-1.0)
 
 
 def test_gist_refuses_more_than_one_negative_and_points_to_cached_gist(minilm):
@@ -67,7 +73,7 @@ def test_mnrl_prefers_the_positive_over_a_hard_negative(minilm):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cached-mnrl", "gist", "margin-mse"])
+@pytest.mark.parametrize("name", ["cached-mnrl", "gist", "margin-mse", "listwise-distill"])
 def test_one_training_step_runs_with_each_loss(tmp_path, tiny_train, minilm_path, name):
     """The pool collator feeds every loss the columns it expects (margin-mse: teacher scores as labels)."""
     import torch
@@ -84,7 +90,7 @@ def test_one_training_step_runs_with_each_loss(tmp_path, tiny_train, minilm_path
     try:
         selection = Miner(BM25Retriever(), SelectionConfig(num_negatives=1), show_progress=False).mine(tiny_train).selection
         path = export(tiny_train, selection, tmp_path / "scored.jsonl", "n-tuple", with_scores=True)
-        pool = pool_from_file(path, tiny_train, with_scores=name == "margin-mse")
+        pool = pool_from_file(path, tiny_train, with_scores=LossConfig(name).needs_scores)
         model = SentenceTransformer(minilm_path)
         before = next(model.parameters()).detach().clone()
         result = train(model, pool, tmp_path / "out", TrainConfig(LossConfig(name, mini_batch_size=4), batch_size=8,

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     out.add_argument("--format", choices=FORMATS, default="triplet", help="training-file layout (default: triplet)")
     out.add_argument("--output", "-o", required=True, help="file to write: .jsonl, .jsonl.gz or .parquet")
-    out.add_argument("--with-scores", action="store_true", help="add retriever scores to triplet/n-tuple/labeled rows")
+    out.add_argument("--with-scores", action="store_true",
+                     help="add the selection's scores to triplet/n-tuple/labeled rows (the retriever's; the "
+                     "teacher's with --score-source teacher)")
     mine.set_defaults(func=cmd_mine)
 
     ev = sub.add_parser(

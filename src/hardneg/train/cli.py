@@ -26,6 +26,11 @@ examples:
   # distil teacher margins from an n-tuple file with a scores column
   hardneg train data/sample --model ./minilm --negatives scored.jsonl --loss margin-mse --output runs/mse
 
+  # listwise distillation: 7 candidates per query, soft-labelled by a cross-encoder teacher
+  hardneg mine data/sample --retriever dense --depth 30 --cross-encoder runs/teacher --score-source teacher \
+      --num-negatives 7 --format n-tuple --with-scores --output scored7.jsonl
+  hardneg train data/sample --model ./minilm --negatives scored7.jsonl --loss listwise-distill --output runs/kd
+
   # continue an interrupted run from its latest checkpoint (same command + --resume)
   hardneg train data/sample --model ./minilm --retriever dense --refresh-every 200 --save-steps 200 \\
       --output runs/ance --resume
@@ -55,6 +60,10 @@ def register(sub) -> None:
     t.add_argument("--output", "-o", required=True, help="output folder: checkpoints, logs, final model (OUTPUT/final)")
     t.add_argument("--loss", choices=LOSSES, default="mnrl", help="training loss (default: mnrl)")
     t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
+    t.add_argument("--distill-weight", type=float, default=1.0,
+                   help="listwise-distill: weight of the KL term against the in-batch term (default: 1)")
+    t.add_argument("--teacher-temperature", type=float, default=1.0,
+                   help="listwise-distill: teacher logits are divided by it before the softmax (default: 1)")
     t.add_argument("--train-batch-size", type=int, default=32, help="examples per training batch (default: 32)")
     t.add_argument("--batching", choices=BATCHINGS, default="random",
                    help="random batches (default), or topic: queries clustered once so each batch holds one "
@@ -135,7 +144,8 @@ def cmd_train(args) -> int:
     model = load_sentence_transformer(args.model)
     model.max_seq_length = args.max_length
     miner, eval_miner = _training_miner(args, model, run_dir)
-    loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide)
+    loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide,
+                      distill_weight=args.distill_weight, teacher_temperature=args.teacher_temperature)
     if args.negatives:
         pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
     elif args.in_batch_only:

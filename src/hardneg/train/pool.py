@@ -160,26 +160,46 @@ def _fingerprint(anchors: Sequence[str], positives: Sequence[str]) -> str:
     return texts_fingerprint([*anchors, "\0", *positives])
 
 
-def pool_from_selection(data, selection, num_negatives: int | None = None) -> NegativePool:
+def pool_from_selection(data, selection, num_negatives: int | None = None, *,
+                        teacher_scores: bool = False) -> NegativePool:
     """One example per (kept query, positive) with the selection's negatives.
 
     Queries whose row is short (``if_short="keep"``) are left out: every example needs
     the same number of negatives.
+
+    Args:
+        data: the data the selection was mined for.
+        selection: a :class:`~hardneg.select.Selection`.
+        num_negatives: use the first N negatives of each row (default: all).
+        teacher_scores: attach the teacher's logits ``[positive, negatives...]`` as the
+            pool's ``scores`` (the labels of ``margin-mse`` and ``listwise-distill``);
+            the selection must come from a miner with a cross-encoder teacher.
     """
+    if teacher_scores and selection.teacher_scores is None:
+        raise HardnegError("These negatives carry no teacher scores: mine with a cross-encoder teacher "
+                           "(Miner(..., teacher=CrossEncoderScorer(...)), or `hardneg mine --cross-encoder`).")
     passages = data.corpus.passages
     width = selection.negatives.shape[1] if num_negatives is None else num_negatives
-    anchors, pos, negs, groups, qrows = [], [], [], [], []
+    anchors, pos, negs, groups, qrows, scores = [], [], [], [], [], []
     for i, q in enumerate(selection.query_rows.tolist()):
         row = [d for d in selection.negatives[i].tolist() if d >= 0][:width]
         if len(row) < width:
             continue
-        for p in data.positives[q].tolist():
+        for j, p in enumerate(data.positives[q].tolist()):
             anchors.append(data.queries.texts[q])
             pos.append(passages[p])
             negs.append([passages[d] for d in row])
             groups.append(q)
             qrows.append(q)
-    return _with_group_keys(data, anchors, pos, negs, groups, qrows)
+            if teacher_scores:
+                scores.append([selection.teacher_positive_scores[i, j], *selection.teacher_scores[i, :width]])
+    pool = _with_group_keys(data, anchors, pos, negs, groups, qrows)
+    if teacher_scores:
+        pool.scores = np.asarray(scores, np.float32)
+        if np.isnan(pool.scores).any():
+            raise HardnegError("Some negatives have no teacher score (padding with random documents, "
+                               "if_short='pad'); mine with if_short='drop' to train on teacher scores.")
+    return pool
 
 
 def pool_in_batch_only(data) -> NegativePool:

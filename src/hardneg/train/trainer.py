@@ -161,8 +161,9 @@ def train(
     if config.max_length is not None:
         model.max_seq_length = config.max_length
     if config.loss.needs_scores and pool.scores is None:
-        raise HardnegError("margin-mse needs teacher scores: train from a file with a scores column "
-                           "(hardneg mine --with-scores, or rescored by a teacher).")
+        raise HardnegError(f"{config.loss.name} needs teacher scores: train from a file with a scores column "
+                           "(hardneg mine --cross-encoder TEACHER --score-source teacher --with-scores), or build "
+                           "the pool with pool_from_selection(..., teacher_scores=True).")
     loss = make_loss(config.loss, model, num_negatives=pool.num_negatives)
 
     refresher = None
