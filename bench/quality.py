@@ -222,7 +222,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     t_train = time.perf_counter() - t0 - t_mine
     metrics = test_metrics(model, test, run_dir, args.max_length)
     second_metrics = second_domain_metrics(model, second, run_dir, args.max_length)
-    shutil.rmtree(out_dir / "final", ignore_errors=True)  # 90 MB per setting; the numbers are what we keep
+    if not args.keep_models:
+        shutil.rmtree(out_dir / "final", ignore_errors=True)  # 90 MB per setting; the numbers are what we keep
     return {"setting": name, "seed": seed, "test": metrics, "second_domain": second_metrics,
             "curve": result.history, "steps": result.steps,
             "examples": len(pool), "seconds_mine": t_mine, "seconds_train": t_train,
@@ -329,6 +330,9 @@ def main(argv=None) -> int:
                    help="train nothing: print the table and redraw the plot from the result files present")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on 2 shared cores one thread encodes ~4x faster than two)")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep each trained model in OUT/quality-train/SETTING-seedN/final (90 MB each), e.g. for "
+                   "bench/failure_analysis.py")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.full:
