@@ -80,3 +80,28 @@ def test_gist_with_several_negatives_is_refused_before_mining(tmp_path, tiny_dir
 def test_train_needs_a_model(tmp_path, tiny_dir, capsys):
     assert main(["-q", "train", str(tiny_dir), "--output", str(tmp_path / "o")]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_listwise_distill_trains_on_teacher_scores_mined_into_a_file(tmp_path, tiny_dir, minilm_path, one_thread):
+    """The two-command path the README gives: mine with a teacher's scores, then distil them."""
+    import torch
+
+    from hardneg.score.cross_encoder import load_cross_encoder
+
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher"
+    load_cross_encoder(minilm_path, max_length=64).save_pretrained(str(teacher))  # a (random-headed) teacher dir
+    scored = tmp_path / "scored.jsonl"
+    assert main(["-q", "mine", str(tiny_dir), "--retriever", "bm25", "--depth", "8", "--num-negatives", "3",
+                 "--cross-encoder", str(teacher), "--teacher-precision", "fp32", "--score-source", "teacher",
+                 "--format", "n-tuple", "--with-scores", "--output", str(scored)]) == 0
+    rows = [json.loads(line) for line in scored.read_text().splitlines()]
+    assert all(len(r["scores"]) == 4 and r["scores"][1:] == sorted(r["scores"][1:], reverse=True) for r in rows)
+    out = tmp_path / "kd"
+    assert main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--negatives", str(scored), "--loss",
+                 "listwise-distill", "--distill-weight", "2", "--max-steps", "1", "--dev-split", "none",
+                 "--output", str(out), *FAST]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["config"]["loss"]["name"] == "listwise-distill"
+    assert summary["config"]["loss"]["distill_weight"] == 2.0 and summary["num_negatives"] == 3

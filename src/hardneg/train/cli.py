@@ -146,6 +146,10 @@ def cmd_train(args) -> int:
     miner, eval_miner = _training_miner(args, model, run_dir)
     loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide,
                       distill_weight=args.distill_weight, teacher_temperature=args.teacher_temperature)
+    if loss.needs_scores and not args.negatives:
+        raise HardnegError(f"--loss {args.loss} trains on teacher scores, which on-the-fly mining does not keep: "
+                           "write them to a file first (hardneg mine ... --cross-encoder TEACHER --score-source "
+                           "teacher --format n-tuple --with-scores --output F), then train with --negatives F.")
     if args.negatives:
         pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
     elif args.in_batch_only:
