@@ -136,6 +136,12 @@ def cmd_train(args) -> int:
         raise HardnegError("--refresh-async says how to refresh; add --refresh-every N to say when.")
     if args.refresh_every is not None and args.in_batch_only:
         raise HardnegError("--refresh-every swaps hard negatives, but --in-batch-only trains without any; drop one.")
+    loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide,
+                      distill_weight=args.distill_weight, teacher_temperature=args.teacher_temperature)
+    if loss.needs_scores and not args.negatives:
+        raise HardnegError(f"--loss {args.loss} trains on teacher scores, which on-the-fly mining does not keep: "
+                           "write them to a file first (hardneg mine ... --cross-encoder TEACHER --score-source "
+                           "teacher --format n-tuple --with-scores --output F), then train with --negatives F.")
     if args.max_length is None:
         args.max_length = 128
     output = Path(args.output)
@@ -144,12 +150,6 @@ def cmd_train(args) -> int:
     model = load_sentence_transformer(args.model)
     model.max_seq_length = args.max_length
     miner, eval_miner = _training_miner(args, model, run_dir)
-    loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide,
-                      distill_weight=args.distill_weight, teacher_temperature=args.teacher_temperature)
-    if loss.needs_scores and not args.negatives:
-        raise HardnegError(f"--loss {args.loss} trains on teacher scores, which on-the-fly mining does not keep: "
-                           "write them to a file first (hardneg mine ... --cross-encoder TEACHER --score-source "
-                           "teacher --format n-tuple --with-scores --output F), then train with --negatives F.")
     if args.negatives:
         pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
     elif args.in_batch_only:
