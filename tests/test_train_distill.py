@@ -108,3 +108,12 @@ def test_pool_refuses_teacher_scores_it_does_not_have(tiny_train, overlap_teache
                    teacher=overlap_teacher).mine(tiny_train).selection
     with pytest.raises(HardnegError, match="if_short='drop'"):
         pool_from_selection(tiny_train, padded, teacher_scores=True)
+
+
+def test_pool_refuses_scores_of_the_wrong_shape(mine_tiny_pool):
+    from dataclasses import replace
+
+    pool = mine_tiny_pool(2)
+    with pytest.raises(HardnegError, match=r"expected \(\d+, 3\)"):
+        replace(pool, scores=np.zeros((len(pool), 2), np.float32))
+    assert replace(pool, scores=np.zeros((len(pool), 3), np.float32)).scores.shape == (len(pool), 3)

@@ -39,7 +39,7 @@ class NegativePool:
         group_positive_keys: per group, ``int64`` text keys of every positive of that query.
         query_rows: ``int64[n]`` row of each example's query in the mining data, -1 if unknown.
         scores: optional ``float32[n, k + 1]`` teacher scores ``[positive, negatives...]``
-            (MarginMSE labels).
+            (the labels of margin-mse and listwise-distill); no NaN.
         version: bumped by every :meth:`swap`.
     """
 
@@ -64,6 +64,8 @@ class NegativePool:
                 f"Training examples have different numbers of negatives {sorted(widths)}; every example needs the "
                 "same number. Mine with --if-short drop or pad, or pass --num-negatives to use the first N."
             )
+        if self.scores is not None:
+            self._check_scores()
         self.anchor_keys = text_keys(self.anchors)
         self.positive_keys = text_keys(self.positives)
         self._refresh_negative_keys()
@@ -79,6 +81,15 @@ class NegativePool:
     def _refresh_negative_keys(self) -> None:
         flat = [t for row in self.negatives for t in row]
         self.negative_keys = text_keys(flat).reshape(len(self.negatives), self.num_negatives)
+
+    def _check_scores(self) -> None:
+        want = (len(self), self.num_negatives + 1)
+        if self.scores.shape != want:
+            raise HardnegError(f"Teacher scores have shape {self.scores.shape}; expected {want}: "
+                               "[positive, negatives...] per example.")
+        if np.isnan(self.scores).any():
+            raise HardnegError("Some negatives have no teacher score (padding with random documents, "
+                               "if_short='pad'); mine with if_short='drop' to train on teacher scores.")
 
     def _check_own_positives(self) -> None:
         for i in range(len(self)):
@@ -193,13 +204,8 @@ def pool_from_selection(data, selection, num_negatives: int | None = None, *,
             qrows.append(q)
             if teacher_scores:
                 scores.append([selection.teacher_positive_scores[i, j], *selection.teacher_scores[i, :width]])
-    pool = _with_group_keys(data, anchors, pos, negs, groups, qrows)
-    if teacher_scores:
-        pool.scores = np.asarray(scores, np.float32)
-        if np.isnan(pool.scores).any():
-            raise HardnegError("Some negatives have no teacher score (padding with random documents, "
-                               "if_short='pad'); mine with if_short='drop' to train on teacher scores.")
-    return pool
+    return _with_group_keys(data, anchors, pos, negs, groups, qrows,
+                            np.asarray(scores, np.float32) if teacher_scores else None)
 
 
 def pool_in_batch_only(data) -> NegativePool:
@@ -216,8 +222,8 @@ def pool_in_batch_only(data) -> NegativePool:
     return _with_group_keys(data, anchors, pos, negs, groups, qrows)
 
 
-def _with_group_keys(data, anchors, pos, negs, groups, qrows) -> NegativePool:
+def _with_group_keys(data, anchors, pos, negs, groups, qrows, scores=None) -> NegativePool:
     keys = text_keys(data.corpus.passages)
     group_positive_keys = [keys[p] for p in data.positives]
     return NegativePool(anchors, pos, negs, np.asarray(groups, np.int64), group_positive_keys,
-                        np.asarray(qrows, np.int64))
+                        np.asarray(qrows, np.int64), scores=scores)
