@@ -182,21 +182,16 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed, **window)
     percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed, **window)
     miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
-    if name == "teacher-denoised":
+    if name in TEACHER_SETTINGS:
         from hardneg.score.cross_encoder import CrossEncoderScorer
 
-        denoised = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed,
-                                   denoise="probability", denoise_threshold=0.5, **window)
-        teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
-        miner = Miner(dense_retriever(), denoised, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
-                      show_progress=False)
-    if name == "teacher-distill":
-        from hardneg.score.cross_encoder import CrossEncoderScorer
-
-        listwise = SelectionConfig(num_negatives=args.distill_candidates, score_source="teacher", seed=seed)
-        teacher = CrossEncoderScorer(str(args.teacher), precision="auto")
-        miner = Miner(dense_retriever(), listwise, depth=TEACHER_DEPTH, run_dir=run_dir, teacher=teacher,
-                      show_progress=False)
+        if name == "teacher-denoised":
+            teacher_config = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed,
+                                             denoise="probability", denoise_threshold=0.5, **window)
+        else:  # teacher-distill: the teacher's best candidates, all of them soft-labelled
+            teacher_config = SelectionConfig(num_negatives=args.distill_candidates, score_source="teacher", seed=seed)
+        miner = Miner(dense_retriever(), teacher_config, depth=TEACHER_DEPTH, run_dir=run_dir,
+                      teacher=CrossEncoderScorer(str(args.teacher), precision="auto"), show_progress=False)
     if name == "in-batch":
         pool = pool_in_batch_only(train)
     elif name == "bm25":
