@@ -109,6 +109,7 @@ class RecordingModel:
 
 
 def test_topics_are_saved_and_a_resumed_run_reuses_them(tmp_path, mine_tiny_pool, fake_encoder):
+    from hardneg.store import save_npy
     from hardneg.train.trainer import TOPICS_FILE, TrainConfig, _topics
 
     pool = mine_tiny_pool(1)
@@ -117,7 +118,7 @@ def test_topics_are_saved_and_a_resumed_run_reuses_them(tmp_path, mine_tiny_pool
     first = _topics(model, pool, config, tmp_path, reuse=False, show_progress=False)
     assert first.shape == (len(pool),) and int(first.max()) + 1 <= len(pool) // 8
     assert np.array_equal(np.load(tmp_path / TOPICS_FILE), first)
-    np.save(tmp_path / TOPICS_FILE, np.zeros(len(pool), dtype=np.int64))  # what an earlier run saved
+    save_npy(tmp_path / TOPICS_FILE, np.zeros(len(pool), dtype=np.int64))  # what an earlier run saved
     assert _topics(model, pool, config, tmp_path, reuse=True, show_progress=False).tolist() == [0] * len(pool)
     assert model.calls == 1  # resumed: nothing encoded
     assert _topics(model, pool, TrainConfig(batch_size=8), tmp_path, reuse=False, show_progress=False) is None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.store import atomic_path
+from hardneg.store import artifact_path
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Candidates:
         )
 
     def save(self, path: str | Path) -> None:
-        """Write as Parquet, one row per query, atomically."""
+        """Write as Parquet, one row per query, atomically, with an integrity record (``path.sum``)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -160,7 +160,7 @@ class Candidates:
         if self.teacher_scores is not None:
             meta["hardneg.teacher"] = self.teacher
         table = pa.table(columns).replace_schema_metadata(meta)
-        with atomic_path(path) as tmp:
+        with artifact_path(path) as tmp:
             pq.write_table(table, tmp)
 
     @classmethod

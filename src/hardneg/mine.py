@@ -11,7 +11,7 @@ from hardneg.candidates import Candidates
 from hardneg.errors import HardnegError
 from hardneg.report import MiningReport
 from hardneg.select import Selection, SelectionConfig, select_negatives
-from hardneg.store import RunDir, fingerprint, write_json
+from hardneg.store import RunDir, fingerprint, read_artifact, save_json_artifact
 from hardneg.text import text_keys
 
 logger = logging.getLogger(__name__)
@@ -79,17 +79,18 @@ class Miner:
             found = self.retriever.retrieve(data, self.depth, show_progress=self.show_progress)
             return self._rescored(data, found, None), False
         key = fingerprint(data.fingerprint(), self.retriever.key(), self.depth)
-        path = self.run_dir.candidates(key)
-        if path.exists():
+        path, manifest = self.run_dir.candidates(key), self.run_dir.candidates_manifest(key)
+        record = {"data": data.source, "data_fingerprint": data.fingerprint(),
+                  "retriever_key": self.retriever.key(), "depth": self.depth}
+        saved = read_artifact(path, Candidates.load, what="candidates")
+        if saved is not None:
             logger.info("reusing candidates %s (same data, retriever and depth)", path)
-            return self._rescored(data, Candidates.load(path), path), True
+            if read_artifact(manifest, lambda p: p.read_text(encoding="utf-8"), what="candidates record") is None:
+                save_json_artifact(manifest, {**record, "method": saved.method})
+            return self._rescored(data, saved, path), True
         found = self.retriever.retrieve(data, self.depth, run_dir=self.run_dir, show_progress=self.show_progress)
         found.save(path)
-        write_json(
-            self.run_dir.candidates_manifest(key),
-            {"data": data.source, "data_fingerprint": data.fingerprint(), "method": found.method,
-             "retriever_key": self.retriever.key(), "depth": self.depth},
-        )
+        save_json_artifact(manifest, {**record, "method": found.method})
         return self._rescored(data, found, path), False
 
     def _rescored(self, data, found: Candidates, path: Path | None) -> Candidates:

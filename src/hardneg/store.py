@@ -1,37 +1,51 @@
-"""Run directory: fingerprints, cached artefacts and atomic writes.
+"""Run directory: fingerprints, cached artefacts, atomic writes and their integrity.
 
-Everything expensive (embeddings, candidates) is saved under a key made from what
-produced it, so a rerun with other selection settings reuses it and a changed
-model, prompt or corpus never does.
+Everything expensive (embeddings, candidates, teacher scores) is saved under a key
+made from what produced it, so a rerun with other selection settings reuses it and
+a changed model, prompt or corpus never does.
+
+Every cached artefact is written with :func:`artifact_path` and read back with
+:func:`read_artifact`: beside ``X`` an integrity record ``X.sum`` holds its size and
+BLAKE2b checksum, written before ``X`` appears under its final name. A truncated or
+altered artefact (a full disk, a copy cut short, a stray edit) fails the check on
+load, is removed with one warning, and is computed again, so the run's output is
+the same as a clean run's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    A killed or failing writer never leaves a partial file under the final name.
+    A killed or failing writer never leaves a partial file under the final name. The
+    temporary name carries its writer (host and process id), so the next write of the
+    same file removes what a killed writer on this host left behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temp_files(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,17 +59,132 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _writer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove temporary files of ``path`` whose writer (a process on this host) is gone."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = tmp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 1)[0]  # "<host>-<pid>"
+        owner, _, pid = writer.rpartition("-")
+        if owner != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+INTEGRITY_SUFFIX = ".sum"
+_CHUNK = 1 << 22
+
+
+def integrity_record(path: str | Path) -> Path:
+    """Where the integrity record of artefact ``path`` lives (``path`` + ``.sum``)."""
+    path = Path(path)
+    return path.with_name(path.name + INTEGRITY_SUFFIX)
+
+
+def file_checksum(path: str | Path) -> str:
+    """BLAKE2b of a file's bytes, streamed in 4 MiB chunks (hex)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def artifact_path(path: str | Path) -> Iterator[Path]:
+    """:func:`atomic_path` for a cached artefact: also records its size and checksum.
+
+    The record is written (atomically) before the artefact is renamed onto ``path``,
+    so an artefact under its final name always has one.
+    """
+    with atomic_path(path) as tmp:
+        yield tmp
+        write_json(integrity_record(path), {"size": tmp.stat().st_size, "blake2b": file_checksum(tmp)})
+
+
+def integrity_problem(path: str | Path) -> str | None:
+    """Why the artefact at ``path`` cannot be trusted, or None when it matches its record."""
+    path, record_path = Path(path), integrity_record(path)
+    if not record_path.is_file():
+        return f"no integrity record {record_path.name}"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        size, checksum = int(record["size"]), str(record["blake2b"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable integrity record {record_path.name}"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{actual} bytes, {size} expected"
+    if file_checksum(path) != checksum:
+        return "checksum mismatch"
+    return None
+
+
+def discard_artifact(path: str | Path) -> None:
+    """Remove an artefact and its integrity record."""
+    Path(path).unlink(missing_ok=True)
+    integrity_record(path).unlink(missing_ok=True)
+
+
+def read_artifact(path: str | Path, load: Callable[[Path], T], *, what: str) -> T | None:
+    """``load(path)`` when ``path`` holds an intact artefact; None when it is absent or damaged.
+
+    A damaged artefact (size or checksum off its record, no record, or unreadable) is
+    removed with one warning, so the caller computes it again.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    problem = integrity_problem(path)
+    if problem is None:
+        try:
+            return load(path)
+        except Exception as exc:  # a file that matches its record but cannot be read is damaged all the same
+            problem = f"unreadable: {exc}"
+    logger.warning("cached %s %s is damaged (%s); computing it again", what, path, problem)
+    discard_artifact(path)
+    return None
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     """Write JSON atomically (sorted keys, so equal payloads give equal bytes)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        tmp.write_text(_json_text(payload), encoding="utf-8")
+
+
+def save_json_artifact(path: str | Path, payload: Any) -> None:
+    """:func:`write_json` with an integrity record (for cached metadata)."""
+    with artifact_path(path) as tmp:
+        tmp.write_text(_json_text(payload), encoding="utf-8")
+
+
+def _json_text(payload: Any) -> str:
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
-    """``np.save`` atomically."""
-    with atomic_path(path) as tmp:
+    """``np.save`` atomically, with an integrity record (:func:`artifact_path`)."""
+    with artifact_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
+
+def load_npy(path: str | Path, *, what: str, mmap: bool = False) -> np.ndarray | None:
+    """An array saved by :func:`save_npy`, or None when absent or damaged (see :func:`read_artifact`)."""
+    return read_artifact(path, lambda p: np.load(p, mmap_mode="r" if mmap else None), what=what)
 
 
 def sharded_compute(
@@ -95,9 +224,12 @@ def sharded_compute(
         for i, start in enumerate(starts):
             idx = order[start : start + shard_size]
             shard_path = parts_dir / f"{i:05d}.npy" if parts_dir is not None else None
-            if shard_path is not None and shard_path.exists():
-                rows = np.load(shard_path)
-            else:
+            rows = load_npy(shard_path, what=f"{desc} shard") if shard_path is not None else None
+            if rows is not None and rows.shape[:1] != idx.shape:
+                logger.warning("cached %s shard %s holds %d rows, %d expected; computing it again",
+                               desc, shard_path, len(rows), len(idx))
+                rows = None
+            if rows is None:
                 rows = compute(idx)
                 if shard_path is not None:
                     save_npy(shard_path, rows)
@@ -133,18 +265,40 @@ def texts_fingerprint(texts: Any) -> str:
 class RunDir:
     """A folder holding one mining run's reusable artefacts.
 
-    Layout::
+    Layout (each cached artefact ``X`` has its integrity record ``X.sum`` beside it)::
 
         embeddings/<key>.npy          encoded texts (one file per encoder x text set)
         embeddings/<key>.parts/       shards of an unfinished encoding (resume point)
         candidates/<key>.parquet      retrieved candidates
         candidates/<key>.json         what produced them
-        report.json                   the last mining report
+        teacher/<key>.npy             cross-encoder scores of candidate pairs (and .parts/)
+        report.json                   the last successful mining run's report
+        report_scores.npz, report_examples.json, report.html   what `hardneg report` draws
     """
 
+    CACHE_FOLDERS = ("embeddings", "candidates", "teacher")
+    REPORT_FILES = ("report.json", "report_scores.npz", "report_examples.json", "report.html")
+
     def __init__(self, path: str | Path) -> None:
+        from hardneg.errors import HardnegError
+
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise HardnegError(f"--run-dir {self.path} is a file; expected a directory for the run's cached "
+                               "artefacts. Pass another path (it is created if missing).")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise HardnegError(f"Cannot create the run directory {self.path}: {exc.filename} is a file. "
+                               "Pass another --run-dir.") from exc
+
+    @classmethod
+    def would_own(cls, run_dir: str | Path, path: str | Path) -> bool:
+        """True when ``path`` is (or would be) one of run directory ``run_dir``'s own files: a cache or a report."""
+        here, target = Path(run_dir).resolve(), Path(path).resolve()
+        if target.parent == here and target.name in cls.REPORT_FILES:
+            return True
+        return any(target.is_relative_to(here / folder) for folder in cls.CACHE_FOLDERS)
 
     def embeddings(self, key: str) -> Path:
         return self.path / "embeddings" / f"{key}.npy"

@@ -10,7 +10,7 @@ import numpy as np
 from hardneg.candidates import Candidates, positive_score_matrix
 from hardneg.retrieve.encoder import Encoder
 from hardneg.retrieve.search import IndexConfig, build_index, search
-from hardneg.store import RunDir, fingerprint, sharded_compute, texts_fingerprint
+from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,10 @@ def cached_encode(
         return encode(texts, show_progress=show_progress)
     key = f"{role}-{texts_fingerprint(texts)}"
     final = run_dir.embeddings(key)
-    if final.exists():
+    cached = load_npy(final, what="embeddings", mmap=True)
+    if cached is not None and cached.shape[0] == len(texts):
         logger.info("%s: reusing cached embeddings %s", desc, final.name)
-        return np.load(final, mmap_mode="r")
+        return cached
     # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     return sharded_compute(

@@ -220,14 +220,20 @@ def cmd_rescore(args) -> int:
     from hardneg.report import FALSE_NEGATIVE_TOP
     from hardneg.score.rescore import rescore_candidates
     from hardneg.select import denoise, filters
-    from hardneg.store import RunDir
+    from hardneg.store import RunDir, integrity_problem, read_artifact
 
     if not args.cross_encoder:
         raise HardnegError("rescore needs --cross-encoder MODEL (e.g. a directory written by hardneg train-reranker).")
+    if not Path(args.run_dir).is_dir():
+        raise HardnegError(f"{args.run_dir} is not a run directory; pass the --run-dir of a `hardneg mine` run.")
     run = RunDir(args.run_dir)
     path = run.latest_candidates()
-    manifest_path = path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    problem = integrity_problem(path)
+    if problem is not None:
+        raise HardnegError(f"The run's candidates {path} are damaged ({problem}); run the `hardneg mine` command "
+                           "again with the same --run-dir (it rebuilds them), then rescore.")
+    manifest = read_artifact(path.with_suffix(".json"), lambda p: json.loads(p.read_text(encoding="utf-8")),
+                             what="candidates record") or {}
     candidates = Candidates.load(path)
     data = _aligned(_recorded_data(manifest, args), candidates, manifest.get("data_fingerprint"))
     teacher = make_teacher(args)

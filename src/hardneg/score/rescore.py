@@ -20,7 +20,7 @@ import numpy as np
 
 from hardneg.candidates import EMPTY, Candidates
 from hardneg.errors import HardnegError
-from hardneg.store import RunDir, fingerprint, sharded_compute
+from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def score_pairs_cached(
     final = parts_dir = None
     if run_dir is not None:
         final = teacher_dir(run_dir) / f"{key}.npy"
-        if final.exists():
+        cached = load_npy(final, what="teacher scores")
+        if cached is not None and cached.shape == query_rows.shape:
             logger.info("reusing cached teacher scores %s", final.name)
-            return np.load(final)
+            return cached
         parts_dir = teacher_dir(run_dir) / f"{key}.parts"
     q_len = np.fromiter((len(t) for t in query_texts), dtype=np.int64, count=len(query_texts))
     d_len = np.fromiter((len(t) for t in doc_texts), dtype=np.int64, count=len(doc_texts))

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.store import write_json
+from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
 from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
@@ -240,8 +240,8 @@ def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *,
     if config.batching != "topic":
         return None
     path = output_dir / TOPICS_FILE
-    if reuse and path.exists():
-        topics = np.load(path)
+    topics = load_npy(path, what="topic labels") if reuse else None
+    if topics is not None:
         if len(topics) == len(pool):
             return topics
         logger.warning("%s holds %d labels for %d examples; clustering again", path, len(topics), len(pool))
@@ -249,7 +249,7 @@ def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *,
     queries = model.encode(pool.anchors, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
                            show_progress_bar=show_progress)
     topics = topic_clusters(queries, max(1, len(pool) // config.batch_size), config.seed)
-    np.save(path, topics)
+    save_npy(path, topics)
     logger.info("topic batching: %d queries in %d topics (%.1f s)", len(pool), int(topics.max()) + 1,
                 time.perf_counter() - t0)
     return topics
