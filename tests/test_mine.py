@@ -96,3 +96,50 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_report_lists_stages_in_pipeline_order_with_a_running_count(tiny_train, tmp_path):
+    """Saved as JSON (sorted keys) and loaded again, terminal and HTML tables still follow the pipeline."""
+    import re
+
+    from hardneg.report import MiningReport
+    from hardneg.report_html import render_html
+    from hardneg.select.pipeline import STAGES
+
+    config = SelectionConfig(num_negatives=200, range_min=1, max_score=30.0, relative_margin=0.0, if_short="pad")
+    result = Miner(BM25Retriever(), config, depth=210, run_dir=tmp_path, show_progress=False).mine(tiny_train)
+    q = result.report.queries
+    assert q["padded"] > 0 and q["dropped"] > 0  # padded, and padded but still too short
+    assert q["full"] + q["padded"] + q["short_kept"] + q["dropped"] == q["total"]
+    report = MiningReport.load(tmp_path / "report.json")
+    lines = report.format_table().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("retrieved")))
+    rows = [line.split() for line in lines[start + 1 :] if line and line.split()[0] in STAGES]
+    assert [r[0] for r in rows] == [s for s in STAGES if s in report.dropped]
+    output_negatives = int((result.selection.negatives != -1).sum())
+    assert int(rows[-1][-1]) == output_negatives
+    assert rows[-1][0] == "padding" and rows[-1][1].startswith("+")
+    page = render_html(tmp_path).read_text(encoding="utf-8")
+    html_rows = re.findall(r"<tr><td class='l'>(\w+)</td><td>([+\d]+)</td><td>(\d+)</td></tr>", page)
+    assert [r[0] for r in html_rows] == [r[0] for r in rows] and int(html_rows[-1][2]) == output_negatives
+
+
+def test_the_next_write_removes_a_killed_writers_temporary_file(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from hardneg.store import atomic_path
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    stale = tmp_path / f".out.jsonl.{host}-{int(gone.stdout)}.abc123.tmp"  # its writer was killed
+    elsewhere = tmp_path / f".out.jsonl.another-host-{int(gone.stdout)}.def456.tmp"  # another machine's writer
+    other_file = tmp_path / f".other.jsonl.{host}-{int(gone.stdout)}.ghi789.tmp"
+    for path in (stale, elsewhere, other_file):
+        path.write_text("partial")
+    with atomic_path(tmp_path / "out.jsonl") as tmp:
+        assert tmp.name.startswith(f".out.jsonl.{host}-")
+        tmp.write_text("done")
+    assert not stale.exists() and elsewhere.exists() and other_file.exists()
+    assert (tmp_path / "out.jsonl").read_text() == "done"

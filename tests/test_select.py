@@ -44,7 +44,7 @@ def test_top_sampling_hand_computed():
     sel = select_negatives(cands, (np.array([0]),), KEYS, SelectionConfig(num_negatives=3))
     assert sel.negatives.tolist() == [[1, 2, 3]]
     assert sel.scores[0].tolist() == pytest.approx([0.8, 0.7, 0.6])
-    assert sel.dropped == {"positive_id": 1, "positive_text": 1, "duplicate_text": 1, "not_sampled": 1}
+    assert sel.dropped == {"positive_id": 1, "positive_text": 1, "duplicate_text": 1, "not_sampled": 1, "short_query": 0}
     assert sel.n_candidates == 7
     assert sel.source_labels(0) == ["dense", "dense", "dense"]
 
@@ -201,3 +201,21 @@ def test_selection_is_deterministic_per_seed():
 def test_config_errors(kwargs, message):
     with pytest.raises(HardnegError, match=message):
         SelectionConfig(**kwargs)
+
+
+def test_short_queries_are_counted_once_and_the_stage_totals_reach_the_output():
+    # q0 has enough candidates; q1 is short and padding fills it; q2 is short and padding cannot fill it:
+    # every document that is not one of its positives (or a copy of one) is already its candidate
+    cands = make_candidates(
+        [[1, 2, 3, 4], [1, 2, -1, -1], [7, -1, -1, -1]],
+        [[0.5, 0.4, 0.3, 0.2], [0.5, 0.4, np.nan, np.nan], [0.5, np.nan, np.nan, np.nan]],
+        [[0.9], [0.9], [0.9]],
+    )
+    positives = (np.array([0]), np.array([0]), np.array([0, 1, 2, 3, 4, 5, 6]))
+    sel = select_negatives(cands, positives, KEYS, SelectionConfig(num_negatives=3, if_short="pad"))
+    assert sel.query_rows.tolist() == [0, 1]
+    assert sel.queries == {"total": 3, "full": 1, "padded": 1, "short_kept": 0, "dropped": 1}
+    assert sel.dropped["not_sampled"] == 1  # q0's fourth candidate
+    assert sel.dropped["short_query"] == 1  # q2's one sampled negative never reaches the output
+    assert sel.dropped["padding"] == -1  # one random negative added to q1
+    assert sel.n_candidates - sum(sel.dropped.values()) == int((sel.negatives != -1).sum()) == 6

@@ -62,6 +62,8 @@ class Miner:
         self.selection = selection or SelectionConfig()
         if depth is None:
             depth = max(DEFAULT_DEPTH, (self.selection.range_max or 0) + 10)
+        if depth < 1:
+            raise HardnegError(f"depth must be at least 1, got {depth}.")
         if depth < self.selection.num_negatives:
             raise HardnegError(f"depth {depth} is below num_negatives {self.selection.num_negatives}; raise --depth.")
         if self.selection.range_max is not None and self.selection.range_max > depth:
@@ -107,20 +109,54 @@ class Miner:
         """Apply the selection settings to candidates of ``data``."""
         return select_negatives(candidates, data.positives, text_keys(data.corpus.passages), self.selection)
 
-    def mine(self, data) -> MiningResult:
-        """Candidates, selection and report for ``data``; the report is saved in the run dir."""
+    def mine(self, data, *, save_report: bool = True) -> MiningResult:
+        """Candidates, selection and report for ``data``.
+
+        Args:
+            save_report: save the report (and what ``hardneg report`` draws) in the run
+                directory now. The CLI passes False and calls :meth:`save_report` once the
+                training file is written, so a failed run leaves the last good report.
+
+        Raises:
+            HardnegError: no query kept any negative (the message says which stage took them).
+        """
         t0 = time.perf_counter()
         found, reused = self.candidates(data)
         t1 = time.perf_counter()
         selection = self.select(data, found)
         t2 = time.perf_counter()
+        if not len(selection.query_rows):
+            raise HardnegError(nothing_kept(selection, self.selection, data))
         report = MiningReport.build(
             data, found, selection, self.selection, reused=reused,
             seconds={"candidates": t1 - t0, "selection": t2 - t1},
         )
-        if self.run_dir is not None:
-            report.save(self.run_dir.report)
-            from hardneg.report_html import save_snapshot
+        result = MiningResult(found, selection, report, reused)
+        if save_report:
+            self.save_report(data, result)
+        return result
 
-            save_snapshot(self.run_dir, data, found, selection)
-        return MiningResult(found, selection, report, reused)
+    def save_report(self, data, result: MiningResult) -> None:
+        """Save ``result``'s report, score samples and examples in the run directory (if any)."""
+        if self.run_dir is None:
+            return
+        from hardneg.report_html import save_snapshot
+
+        result.report.save(self.run_dir.report)
+        save_snapshot(self.run_dir, data, result.candidates, result.selection)
+
+
+def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:
+    """Why a selection kept no query, and what to change."""
+    total = selection.queries.get("total", 0)
+    stages = sorted(((n, name) for name, n in selection.dropped.items() if n > 0), reverse=True)
+    biggest = ", ".join(f"{name} {n}" for n, name in stages[:3]) or "none"
+    message = (f"No query kept any negatives: all {total} queries ended with fewer than {config.num_negatives} "
+               f"(--if-short {config.if_short}). Candidates removed most by: {biggest}.")
+    if config.if_short == "pad":
+        widest = max((len(p) for p in data.positives), default=0)
+        message += (f" Padding could not fill them either: the corpus has {len(data.corpus)} documents, at most "
+                    f"{len(data.corpus) - widest} of which can be a query's negatives (fewer where texts repeat a "
+                    "positive's).")
+    return message + (" Lower --num-negatives, loosen the filters, or use --if-short keep with a list format; "
+                      "nothing was written.")

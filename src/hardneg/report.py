@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from hardneg.candidates import EMPTY
+from hardneg.errors import HardnegError
 from hardneg.store import write_json
 
 
@@ -38,6 +39,43 @@ def histogram(groups: dict[str, np.ndarray], bins: int = 30) -> dict[str, Any]:
     for name, v in zip(groups, finite):
         out[name] = np.histogram(v, bins=edges)[0].tolist()
     return out
+
+
+def read_report_file(path: str | Path, load):
+    """``load(path)`` for a run directory's report files; damage becomes a one-line :class:`HardnegError`."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        return load(path)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise HardnegError(
+            f"{path} is damaged or not a hardneg report ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
+            f"Run the `hardneg mine` command again with --run-dir {path.parent} (it reuses the saved candidates "
+            "and takes seconds) to write it again."
+        ) from exc
+
+
+def stage_rows(candidates: int, dropped: dict[str, int]) -> list[tuple[str, int, int]]:
+    """``(stage, dropped, left)`` per selection stage, in pipeline order, with the running count left.
+
+    ``dropped`` may come back from JSON with its keys sorted; the pipeline order
+    (:data:`hardneg.select.pipeline.STAGES`) is restored here. A negative count (padding)
+    adds negatives.
+    """
+    from hardneg.select.pipeline import STAGES
+
+    rank = {name: i for i, name in enumerate(STAGES)}
+    rows, left = [], candidates
+    for stage in sorted(dropped, key=lambda name: rank.get(name, len(STAGES))):
+        left -= dropped[stage]
+        rows.append((stage, dropped[stage], left))
+    return rows
+
+
+def signed(n: int) -> str:
+    """A stage's count as shown: ``12`` dropped, ``+12`` added."""
+    return f"+{-n}" if n < 0 else str(n)
 
 
 @dataclass
@@ -96,7 +134,8 @@ class MiningReport:
 
     @classmethod
     def load(cls, path: str | Path) -> MiningReport:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a saved report; a damaged one raises :class:`HardnegError` saying how to rewrite it."""
+        return read_report_file(path, lambda p: cls(**json.loads(p.read_text(encoding="utf-8"))))
 
     def format_table(self) -> str:
         """A plain-text summary for the terminal."""
@@ -109,10 +148,8 @@ class MiningReport:
             f"{'stage':<18}{'dropped':>10}{'left':>10}",
             f"{'retrieved':<18}{'':>10}{self.candidates:>10}",
         ]
-        left = self.candidates
-        for stage, n in self.dropped.items():
-            left -= n
-            lines.append(f"{stage:<18}{n:>10}{left:>10}")
+        for stage, n, left in stage_rows(self.candidates, self.dropped):
+            lines.append(f"{stage:<18}{signed(n):>10}{left:>10}")
         q = self.queries
         lines += [
             "",

@@ -21,6 +21,7 @@ import numpy as np
 
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
+from hardneg.report import read_report_file, signed, stage_rows
 from hardneg.store import RunDir, atomic_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ def save_snapshot(run_dir: RunDir, data, candidates, selection) -> None:
     )
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -174,7 +180,7 @@ def _drops_plot(dropped: dict[str, int]) -> str:
     plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 0.35 * max(len(dropped), 2) + 1))
-    names = list(dropped)[::-1]
+    names = [name for name, n, _ in stage_rows(0, dropped) if n >= 0][::-1]  # pipeline order, top to bottom
     ax.barh(names, [dropped[n] for n in names], color="#c0504d")
     ax.set_xlabel("candidates dropped")
     ax.set_title("what each selection step dropped")
@@ -203,18 +209,25 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
     run = RunDir(run_dir)
     if not run.report.is_file():
         raise HardnegError(f"{run.path} holds no report.json; run `hardneg mine ... --run-dir {run.path}` first.")
-    report = json.loads(run.report.read_text(encoding="utf-8"))
+    report = read_report_file(run.report, lambda p: json.loads(p.read_text(encoding="utf-8")))
     snap_path, ex_path = run.path / SNAPSHOT, run.path / EXAMPLES
     if not snap_path.is_file() or not ex_path.is_file():
         raise HardnegError(
             f"{run.path} has a report.json but no {SNAPSHOT}/{EXAMPLES} (written by hardneg >= 0.1 at the end of "
             "mining); mine again with the same --run-dir (it reuses the saved candidates and takes seconds)."
         )
-    with np.load(snap_path) as npz:
-        groups = {k: npz[k] for k in npz.files}
-    meta = json.loads(ex_path.read_text(encoding="utf-8"))
-    plots = _plots(groups, meta["score"])
-    drops = _drops_plot(report["dropped"]) if report.get("dropped") else None
+    groups = read_report_file(snap_path, _read_npz)
+    meta = read_report_file(ex_path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    for name, value, kind in (("report.json", report, dict), (EXAMPLES, meta, dict)):
+        if not isinstance(value, kind):
+            raise HardnegError(f"{run.path / name} is not a hardneg report; mine again with --run-dir {run.path}.")
+    try:
+        plots = _plots(groups, meta["score"])
+        drops = _drops_plot(report["dropped"]) if report.get("dropped") else None
+        candidates, queries, examples = report["candidates"], report["queries"], meta["examples"]
+    except KeyError as exc:
+        raise HardnegError(f"{run.path}'s report files lack {exc}: they are damaged or from another version; "
+                           f"mine again with --run-dir {run.path} to write them again.") from exc
 
     esc = html.escape
     parts = [
@@ -227,16 +240,14 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
         f"<h1>hardneg mining report</h1><p>{esc(str(report.get('data')))}<br>method <b>{esc(str(report.get('method')))}</b>, "
         f"depth {report.get('depth')}, {report.get('n_queries')} queries, {report.get('n_docs')} documents</p>",
         "<h2>Selection steps</h2><table><tr><th class='l'>step</th><th>dropped</th><th>left</th></tr>",
-        f"<tr><td class='l'>retrieved</td><td></td><td>{report['candidates']}</td></tr>",
+        f"<tr><td class='l'>retrieved</td><td></td><td>{candidates}</td></tr>",
     ]
-    left = report["candidates"]
-    for stage, n in report["dropped"].items():
-        left -= n
-        parts.append(f"<tr><td class='l'>{esc(stage)}</td><td>{n}</td><td>{left}</td></tr>")
+    for stage, n, left in stage_rows(candidates, report["dropped"]):
+        parts.append(f"<tr><td class='l'>{esc(stage)}</td><td>{signed(n)}</td><td>{left}</td></tr>")
     parts.append("</table>")
     if drops:
         parts.append(f"<p><img alt='drops per step' src='{drops}'></p>")
-    q = report["queries"]
+    q = queries
     parts.append(
         f"<p>queries kept {q['total'] - q['dropped']} of {q['total']}: full {q['full']}, padded {q['padded']}, "
         f"short kept {q['short_kept']}, dropped {q['dropped']}</p>"
@@ -263,7 +274,7 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
     for title, uri in plots:
         parts.append(f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='{uri}'>")
     parts.append("<h2>Examples</h2>")
-    for ex in meta["examples"]:
+    for ex in examples:
         parts.append(
             f"<h3>{esc(ex['query_id'])}: {esc(ex['query'])}</h3><table class='ex'><tr><th class='l'>positives</th>"
             f"<th class='l'>dropped as false negatives</th><th class='l'>kept hard negatives</th></tr><tr>"

@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 PADDING_SOURCE = "random"
 
+# Every selection stage, in the order select_negatives applies them (the report lists them so).
+STAGES = ("positive_id", "positive_text", "duplicate_text", "rank_window", "max_score", "min_score",
+          "absolute_margin", "relative_margin", "denoise", "not_sampled", "short_query", "padding")
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -34,10 +38,14 @@ class Selection:
             name is ``random`` (padding).
         positive_scores: ``float32[m, p]`` candidate-similarity of each kept query's positives.
         n_candidates: non-empty candidate slots before any filter.
-        dropped: per filter, in the order applied, how many candidates it removed;
-            ``not_sampled`` counts survivors the sampler did not take.
-        queries: counts of queries ``total``, ``full``, ``padded``, ``short_kept``,
-            ``dropped``.
+        dropped: per stage, in the order applied (:data:`STAGES`), how many candidates it
+            removed: ``not_sampled`` counts survivors the sampler did not take,
+            ``short_query`` the sampled negatives of queries dropped as short, and
+            ``padding`` (negative: it adds) minus the random negatives padded into kept
+            queries. ``n_candidates - sum(dropped.values())`` negatives are in the output.
+        queries: counts of queries ``total`` = ``full`` (kept with enough negatives of
+            their own) + ``padded`` (kept, filled up by padding) + ``short_kept`` (kept
+            with fewer) + ``dropped``.
         score_source: ``retriever`` or ``teacher``: what ``scores`` and
             ``positive_scores`` hold.
         teacher_scores: ``float32[m, num_negatives]`` teacher logits of the negatives
@@ -190,7 +198,7 @@ def select_negatives(
     count = (cols >= 0).sum(axis=1)
     short = np.flatnonzero(count < n)
     keep = np.ones(doc_ids.shape[0], dtype=bool)
-    padded = 0
+    added_count = np.zeros(doc_ids.shape[0], dtype=np.int64)
     if config.if_short == "drop":
         keep[short] = False
     elif config.if_short == "pad" and len(short):
@@ -210,17 +218,24 @@ def select_negatives(
             start = count[r]
             negatives[r, start : start + len(extra)] = extra
             sources[r, start : start + len(extra)] = pad_bit
-            padded += int(len(extra) > 0)
+            added_count[r] = len(extra)
             if start + len(extra) < n:
-                keep[r] = False
+                keep[r] = False  # padding could not fill it either
+    # the sampled negatives of dropped queries never reach the output; padding adds negatives
+    dropped["short_query"] = int(count[~keep].sum())
+    padded = int((keep & (added_count > 0)).sum())
+    if config.if_short == "pad":
+        dropped["padding"] = -int(added_count[keep].sum())
         if padded:
             logger.info("padded %d queries with random negatives", padded)
     query_rows = np.flatnonzero(keep).astype(np.int32)
+    is_short = np.zeros(doc_ids.shape[0], dtype=bool)
+    is_short[short] = True
     queries = {
         "total": int(doc_ids.shape[0]),
-        "full": int(doc_ids.shape[0] - len(short)),
+        "full": int((keep & ~is_short).sum()),
         "padded": padded,
-        "short_kept": int(len(short) - padded) if config.if_short == "keep" else 0,
+        "short_kept": int((keep & is_short).sum()) - padded,
         "dropped": int((~keep).sum()),
     }
     logger.info("selected negatives for %d of %d queries (%d candidates)", len(query_rows), doc_ids.shape[0], total)
