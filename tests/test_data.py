@@ -386,6 +386,13 @@ def test_qrels_conflicting_grades(tmp_path: Path) -> None:
     assert "train.tsv:3" in msg and "line 2" in msg and "'q1'" in msg
 
 
+@pytest.mark.parametrize("grades", [(1, 0), (0, 1), (2, -1)])
+def test_qrels_pair_judged_relevant_and_not_relevant(tmp_path: Path, grades) -> None:
+    folder = make_beir(tmp_path, qrels=[("q1", "a", grades[0]), ("q2", "b", 1), ("q1", "a", grades[1])])
+    msg = _error(load_beir, folder)
+    assert "train.tsv:4" in msg and "line 2" in msg and "'q1'" in msg and "one grade per pair" in msg
+
+
 def test_empty_query_text(tmp_path: Path) -> None:
     folder = make_beir(tmp_path, queries=[{"_id": "q1", "text": "x"}, {"_id": "q2", "text": "  "}])
     msg = _error(load_beir, folder)

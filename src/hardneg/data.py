@@ -542,6 +542,7 @@ def load_beir(path: str | Path, split: str = "train") -> RetrievalData:
     row_of = corpus.row_of
 
     judged: dict[str, dict[int, tuple[int, int]]] = {}  # query id -> row -> (grade, line); positives only
+    graded: dict[tuple[str, int], tuple[int, int]] = {}  # (query id, row) -> (grade, line); every judgement
     non_positive_queries: set[str] = set()
     skipped_qrels = 0
     empty_positive_queries: set[str] = set()  # queries with a positive qrel to a skipped empty document
@@ -589,12 +590,9 @@ def load_beir(path: str | Path, split: str = "train") -> RetrievalData:
                 f"{qrels_path}:{lineno}: corpus id {doc_id!r} (query {query_id!r}) is not in {corpus_path.name}; "
                 "every qrels document must be in the corpus. Add the document or remove the qrels line."
             )
-        if score <= 0:
-            non_positive_queries.add(query_id)
-            continue
-        per_query = judged.setdefault(query_id, {})
-        if row in per_query:
-            previous_grade, previous_line = per_query[row]
+        previous = graded.get((query_id, row))
+        if previous is not None:
+            previous_grade, previous_line = previous
             if previous_grade != score:
                 raise HardnegError(
                     f"{qrels_path}:{lineno}: query {query_id!r}, document {doc_id!r} judged {score} here but "
@@ -602,7 +600,11 @@ def load_beir(path: str | Path, split: str = "train") -> RetrievalData:
                 )
             duplicate_qrels += 1
             continue
-        per_query[row] = (score, lineno)
+        graded[(query_id, row)] = (score, lineno)
+        if score <= 0:
+            non_positive_queries.add(query_id)
+            continue
+        judged.setdefault(query_id, {})[row] = (score, lineno)
 
     if read.empty_ids:
         dropped = len(empty_positive_queries - judged.keys())

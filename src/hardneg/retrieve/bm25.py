@@ -41,6 +41,7 @@ class BM25Retriever:
     def __init__(self, config: BM25Config | None = None) -> None:
         self.config = config or BM25Config()
         self._stemmer = _load_stemmer(self.config.stemmer)
+        _check_stopwords(self.config.stopwords)
 
     def key(self) -> str:
         return fingerprint("bm25", asdict(self.config))
@@ -108,4 +109,19 @@ def _load_stemmer(language: str | None):
     except KeyError as exc:
         raise HardnegError(
             f"Unknown stemmer language {language!r}; choose one of {sorted(Stemmer.algorithms())}."
+        ) from exc
+
+
+def _check_stopwords(name: str | None) -> None:
+    """Refuse a stopword list bm25s does not have (it would fail only once retrieval starts)."""
+    if name is None:
+        return
+    from bm25s.tokenization import _infer_stopwords
+
+    try:
+        _infer_stopwords(name)
+    except ValueError as exc:
+        raise HardnegError(
+            f"Unknown stopword list {name!r}; use a bm25s list such as en, de, fr, es, it, pt, nl, ru, sv, no, da, "
+            "tr, zh, ko, en_plus, or 'none' to keep every word."
         ) from exc

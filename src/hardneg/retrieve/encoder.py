@@ -97,6 +97,10 @@ class SentenceTransformerEncoder:
             raise HardnegError(f"precision must be auto, fp32 or bf16; got {precision!r}.")
         if batch_size < 1:
             raise HardnegError(f"batch_size must be at least 1, got {batch_size}.")
+        if max_batch_tokens < 1:
+            raise HardnegError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}.")
+        if max_length is not None and max_length < 1:
+            raise HardnegError(f"max_length must be at least 1 token, got {max_length}.")
         self._model_arg = model
         self._model = None if isinstance(model, (str, Path)) else model
         self.query_prompt = query_prompt
@@ -113,8 +117,8 @@ class SentenceTransformerEncoder:
         """The loaded ``SentenceTransformer`` (loaded on first use)."""
         if self._model is None:
             self._model = load_sentence_transformer(str(self._model_arg), device=self.device)
-        if self.max_length is not None:
-            self._model.max_seq_length = self.max_length
+        if self.max_length is not None and self._model.max_seq_length != self.max_length:
+            set_max_length(self._model, self.max_length, self._model_arg)
         return self._model
 
     def resolved_precision(self) -> str:
@@ -234,6 +238,34 @@ def token_budget_batches(lengths: np.ndarray, max_batch: int, max_tokens: int) -
     return batches
 
 
+def position_limit(model) -> int | None:
+    """The most tokens ``model`` (a SentenceTransformer or CrossEncoder) can read: its position embeddings."""
+    inner = getattr(model, "model", None)  # CrossEncoder
+    try:
+        inner = inner if inner is not None else model[0].auto_model  # SentenceTransformer
+    except (TypeError, IndexError, AttributeError, KeyError):
+        return None
+    config = getattr(inner, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions < 1:
+        return None
+    # RoBERTa-style models number positions from padding_idx + 1: two slots are never a token's
+    return positions - 2 if "roberta" in str(getattr(config, "model_type", "")) else positions
+
+
+def set_max_length(model, max_length: int | None, name: Any = "the model") -> None:
+    """Set ``model.max_seq_length``, refusing a length the model cannot read (its position limit)."""
+    if max_length is None:
+        return
+    if max_length < 1:
+        raise HardnegError(f"--max-length must be at least 1 token, got {max_length}.")
+    limit = position_limit(model)
+    if limit is not None and max_length > limit:
+        raise HardnegError(f"--max-length {max_length} exceeds what {name} can read ({limit} tokens); pass "
+                           f"--max-length {limit} or less.")
+    model.max_seq_length = max_length
+
+
 def load_sentence_transformer(name_or_path: str, device: str | None = None):
     """Load a SentenceTransformer, turning the usual failures into actionable errors."""
     try:
@@ -245,11 +277,18 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None):
         ) from exc
     try:
         return SentenceTransformer(name_or_path, device=device)
-    except OSError as exc:
+    except Exception as exc:  # a missing, truncated or foreign model: any load failure is the input's
         raise HardnegError(
-            f"Could not load the model {name_or_path!r}: {exc}. Pass a local directory, or a model name "
-            "already in the Hugging Face cache (set HF_HUB_OFFLINE=1 when there is no network)."
+            f"Could not load the model {name_or_path!r}: {type(exc).__name__}: {first_line(exc)}. Pass a complete "
+            "sentence-transformers model directory (config.json and weights), or a model name already in the "
+            "Hugging Face cache (set HF_HUB_OFFLINE=1 when there is no network)."
         ) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (for one-line errors)."""
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}

@@ -52,6 +52,8 @@ class IndexConfig:
 
 
 def require_faiss():
+    # FAISS's loader logs at INFO each SIMD build it tries (AVX512-SPR, AVX512, AVX2): noise on every dense run
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError as exc:

@@ -21,6 +21,8 @@ from hardneg.errors import HardnegError
 from hardneg.retrieve.encoder import (
     Precision,
     directory_fingerprint,
+    first_line,
+    set_max_length,
     resolve_precision,
     state_dict_fingerprint,
     token_budget_batches,
@@ -105,8 +107,8 @@ class CrossEncoderScorer:
         """The loaded ``CrossEncoder`` (loaded on first use)."""
         if self._model is None:
             self._model = load_cross_encoder(str(self._model_arg), device=self.device)
-        if self.max_length is not None:
-            self._model.max_seq_length = self.max_length
+        if self.max_length is not None and self._model.max_seq_length != self.max_length:
+            set_max_length(self._model, self.max_length, self._model_arg)
         return self._model
 
     def resolved_precision(self) -> str:
@@ -198,9 +200,10 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, *, max_leng
         ) from exc
     try:
         model = CrossEncoder(name_or_path, num_labels=1, device=device, max_length=max_length)
-    except OSError as exc:
+    except Exception as exc:  # a missing, truncated or foreign model: any load failure is the input's
         raise HardnegError(
-            f"Could not load the cross-encoder {name_or_path!r}: {exc}. Pass a local directory (e.g. one written "
+            f"Could not load the cross-encoder {name_or_path!r}: {type(exc).__name__}: {first_line(exc)}. Pass a "
+            "complete local directory (e.g. one written "
             "by `hardneg train-reranker`), or a model name already in the Hugging Face cache (set HF_HUB_OFFLINE=1 "
             "when there is no network)."
         ) from exc

@@ -258,6 +258,7 @@ def train_reranker(
         raise HardnegError(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
         ) from exc
+    from hardneg.retrieve.encoder import set_max_length
     from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
 
     config = config or TeacherTrainingConfig()
@@ -276,6 +277,7 @@ def train_reranker(
 
     torch.manual_seed(config.seed)  # the fresh head's initialisation
     model = load_cross_encoder(base, max_length=config.max_length)
+    set_max_length(model, config.max_length, base)  # refuse a length beyond the model's positions
     on_gpu = str(model.device).startswith("cuda")
     bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
     args = CrossEncoderTrainingArguments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -84,6 +85,13 @@ class SelectionConfig:
     promote_denoised: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("min_score", "max_score", "absolute_margin", "relative_margin", "simans_a", "simans_b",
+                     "denoise_threshold"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise HardnegError(f"{name} must be a finite number, got {value!r}.")
+        if self.seed < 0:
+            raise HardnegError(f"seed must be >= 0 (numpy seeds are non-negative), got {self.seed}.")
         if self.num_negatives < 1:
             raise HardnegError(f"num_negatives must be at least 1, got {self.num_negatives}.")
         if self.range_min < 0:

@@ -19,17 +19,27 @@ logger = logging.getLogger(__name__)
 TRAINABLE_FORMATS = ("triplet", "n-tuple", "flag", "ids")
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file."""
+def check_negatives_file(path: str | Path) -> Path:
+    """Refuse a negatives file that is missing, not a file, or of a type hardneg does not write."""
     path = Path(path)
     if not path.exists():
         raise HardnegError(f"Negatives file {path} does not exist; write one with `hardneg mine ... --output {path}`.")
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+    if not path.is_file():
+        raise HardnegError(f"Negatives file {path} is a directory; pass the file `hardneg mine --output` wrote.")
+    if not path.name.lower().endswith((".parquet", ".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
+    return path
 
-        return pq.read_table(path).to_pylist()
-    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file."""
+    path = check_negatives_file(path)
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
         opener = gzip.open if name.endswith(".gz") else open
         rows = []
         with opener(path, "rt", encoding="utf-8") as fh:
@@ -40,7 +50,11 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                     except json.JSONDecodeError as exc:
                         raise HardnegError(f"{path}, line {lineno}: not valid JSON ({exc.msg}).") from exc
         return rows
-    raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
+    except HardnegError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:  # truncated gzip/Parquet, not UTF-8, ...
+        raise HardnegError(f"Cannot read the negatives file {path}: {exc}. Is it complete? Write it again with "
+                           "`hardneg mine ... --output`.") from exc
 
 
 def detect_format(columns: set[str]) -> str:
@@ -145,9 +159,14 @@ def _pool(examples, data, with_scores: bool) -> NegativePool:
         passages = data.corpus.passages
         for anchor, g in group_of.items():
             q = row_of_text.get(anchor)
-            if q is not None:
-                positives_of[g].update(passages[p] for p in data.positives[q].tolist())
-                query_rows[groups == g] = q
+            if q is None:
+                raise HardnegError(
+                    f"The negatives file's anchor {anchor[:200]!r} is not a query of {data.source}: the file was "
+                    "mined from other data (or another split / --max-queries). Train with the data it was mined "
+                    "from, or mine a file from this data."
+                )
+            positives_of[g].update(passages[p] for p in data.positives[q].tolist())
+            query_rows[groups == g] = q
     group_keys = [text_keys(sorted(s)) for s in positives_of]
     scores = np.asarray([e[3] for e in examples], np.float32) if with_scores else None
     return NegativePool(anchors, [e[1] for e in examples], [list(e[2]) for e in examples], groups, group_keys,
