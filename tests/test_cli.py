@@ -88,3 +88,67 @@ def test_bad_input_gives_a_one_line_error(tmp_path, tiny_dir, capsys, args, mess
     err = capsys.readouterr().err
     assert err.startswith("hardneg: error:") and message in err
     assert "Traceback" not in err
+
+
+def test_model_without_retriever_means_dense(tmp_path, tiny_dir, tiny_model):
+    assert main(["-q", "mine", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--output",
+                 str(tmp_path / "a.jsonl"), "--run-dir", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["method"] == "dense"
+    assert main(["-q", "mine", str(tiny_dir), "--output", str(tmp_path / "b.jsonl"), "--run-dir",
+                 str(tmp_path / "run-bm25")]) == 0
+    assert json.loads((tmp_path / "run-bm25" / "report.json").read_text())["method"] == "bm25"
+
+
+def test_eval_with_a_model_evaluates_that_model(tmp_path, tiny_dir, tiny_model, capsys):
+    from hardneg.data import load_beir
+    from hardneg.evaluate import evaluate_retriever
+    from hardneg.retrieve.bm25 import BM25Retriever
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+
+    assert main(["eval", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    test = load_beir(tiny_dir, "test")
+    dense = evaluate_retriever(DenseRetriever(SentenceTransformerEncoder(tiny_model, precision="fp32")), test,
+                               show_progress=False)
+    bm25 = evaluate_retriever(BM25Retriever(), test, show_progress=False)
+    assert printed == pytest.approx({k: round(v, 6) for k, v in dense.items()})
+    assert printed["ndcg@10"] != pytest.approx(bm25["ndcg@10"])  # not BM25's numbers under the model's name
+
+
+def test_help_says_what_model_alone_means():
+    for command in ("mine", "eval"):
+        out = run_cli(command, "--help")
+        assert "default: dense when --model is given, else bm25" in " ".join(out.stdout.split())
+    out = " ".join(run_cli("train", "--help").stdout.split())
+    assert "default: dense, with the model being trained" in out and "default: 0.05 unless --absolute-margin" in out
+
+
+def test_dense_run_logs_no_faiss_loader_lines_and_loads_once(tmp_path, tiny_dir, tiny_model):
+    proc = run_cli("mine", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--output",
+                   str(tmp_path / "a.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "AVX" not in proc.stderr and "Loading faiss" not in proc.stderr and "swigfaiss" not in proc.stderr
+    assert sum("loaded" in line.lower() and "queries" in line for line in proc.stderr.splitlines()) == 1
+
+
+def test_eval_writes_no_debug_lines(tiny_dir):
+    for extra in ([], ["--json"]):
+        proc = run_cli("eval", str(tiny_dir), *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert "DEBUG" not in proc.stderr
+
+
+def test_failed_export_keeps_the_last_good_report(tmp_path, tiny_dir, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(["-q", "mine", str(tiny_dir), "--output", str(tmp_path / "a.jsonl"), "--run-dir", str(run)]) == 0
+    reports = {name: (run / name).read_bytes() for name in ("report.json", "report_scores.npz", "report_examples.json")}
+
+    def failing_export(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("hardneg.export.write_rows", failing_export)
+    assert main(["-q", "mine", str(tiny_dir), "--num-negatives", "2", "--output", str(tmp_path / "b.jsonl"),
+                 "--run-dir", str(run)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in reports} == reports

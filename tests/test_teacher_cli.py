@@ -79,3 +79,29 @@ def test_train_reranker_cli_passes_its_options_and_prints_dev_reranking(tmp_path
 def test_train_reranker_refuses_an_unknown_loss(tmp_path, tiny_dir):
     out = run_cli("train-reranker", str(tiny_dir), "--base", "x", "--output", str(tmp_path / "t"), "--loss", "pairwise")
     assert out.returncode == 2 and "--loss" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_train_reranker_help_names_the_default_listwise_loss():
+    out = " ".join(run_cli("train-reranker", "--help").stdout.split())
+    assert "listwise softmax loss by default" in out and "(binary cross-entropy)" not in out
+
+
+def test_default_dev_evaluation_is_skipped_with_one_notice_when_the_split_is_missing(tmp_path, tiny_dir, tiny_model,
+                                                                                    capsys):
+    import shutil
+
+    from hardneg.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    (data / "qrels" / "dev.tsv").unlink()
+    common = ["--max-queries", "16", "--max-steps", "1", "--max-length", "32", "--precision", "fp32"]
+    assert main(["train-reranker", str(data), "--base", tiny_model, "--output", str(tmp_path / "teacher"),
+                 "--negatives", "bm25", "--negatives-per-query", "1", "--batch-size", "4", *common]) == 0
+    assert json.loads((tmp_path / "teacher" / "train_reranker.json").read_text())["dev_queries"] in (0, None)
+    assert main(["train", str(data), "--model", tiny_model, "--retriever", "bm25", "--num-negatives", "1",
+                 "--train-batch-size", "4", "--output", str(tmp_path / "student"), *common]) == 0
+    err = capsys.readouterr().err
+    notices = [line for line in err.splitlines() if "no dev split" in line]
+    assert len(notices) == 2 and all("skipping the dev evaluation" in line for line in notices)
+    assert "error" not in err

@@ -25,13 +25,17 @@ FAST = ["--train-batch-size", "8", "--max-length", "32", "--precision", "fp32", 
 
 @pytest.mark.slow
 def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, one_thread, capsys):
+    """No mining flag: the default recipe (dense with the model itself, TopK-PercPos 0.05, 3 negatives) is what ran."""
     out = tmp_path / "out"
-    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--retriever", "dense", "--num-negatives", "1",
-               "--relative-margin", "0.05", "--max-steps", "2", "--refresh-every", "1", "--dev-max-queries", "5",
-               "--output", str(out), *FAST])
+    rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--max-steps", "2", "--refresh-every", "1",
+               "--dev-max-queries", "5", "--output", str(out), *FAST])
     assert rc == 0
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["steps"] == 2 and summary["num_negatives"] == 1
+    assert summary["steps"] == 2 and summary["num_negatives"] == 3
+    mined = json.loads((out / "hardneg-run" / "report.json").read_text())
+    assert mined["method"] == "dense"
+    assert mined["selection"]["relative_margin"] == 0.05 and mined["selection"]["absolute_margin"] is None
+    assert mined["selection"]["num_negatives"] == 3 and mined["selection"]["sampling"] == "top"
     assert [e["kind"] for e in summary["history"]] == ["start", "refresh", "end"]
     assert summary["history"][1]["step"] == 1 and "staleness" in summary["history"][1]
     assert (out / "final" / "config.json").exists()
@@ -57,7 +61,7 @@ def test_train_from_an_exported_file(tmp_path, tiny_dir, minilm_path, one_thread
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--refresh-every", "5"], "--retriever dense or hybrid"),
+    [(["--retriever", "bm25", "--refresh-every", "5"], "drop --retriever bm25"),
      (["--in-batch-only", "--retriever", "dense", "--refresh-every", "5"], "--in-batch-only"),
      (["--loss", "margin-mse", "--retriever", "bm25"], "teacher scores"),
      (["--loss", "listwise-distill", "--retriever", "bm25"], "teacher scores"),
@@ -105,3 +109,39 @@ def test_listwise_distill_trains_on_teacher_scores_mined_into_a_file(tmp_path, t
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["config"]["loss"]["name"] == "listwise-distill"
     assert summary["config"]["loss"]["distill_weight"] == 2.0 and summary["num_negatives"] == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "retriever", "selection"),
+    [([], "dense", {"num_negatives": 3, "relative_margin": 0.05, "absolute_margin": None, "sampling": "top"}),
+     (["--relative-margin", "0.1"], "dense", {"relative_margin": 0.1, "absolute_margin": None}),
+     (["--relative-margin", "none"], "dense", {"relative_margin": None, "absolute_margin": None}),
+     (["--relative-margin", "0"], "dense", {"relative_margin": 0.0}),
+     (["--absolute-margin", "0.2"], "dense", {"relative_margin": None, "absolute_margin": 0.2}),
+     (["--num-negatives", "1"], "dense", {"num_negatives": 1, "relative_margin": 0.05}),
+     (["--sampling", "random", "--seed", "4"], "dense", {"sampling": "random", "seed": 4}),
+     (["--retriever", "bm25"], "bm25", {"relative_margin": 0.05}),
+     (["--retriever", "hybrid"], "hybrid", {"relative_margin": 0.05})],
+)
+def test_train_mines_what_the_flags_say(flags, retriever, selection, tmp_path, tiny_dir, tiny_model):
+    """The miner `hardneg train` builds: the default recipe, and each flag overriding its part of it."""
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.cli import build_parser, resolve_retriever
+    from hardneg.retrieve.bm25 import BM25Retriever
+    from hardneg.retrieve.dense import DenseRetriever
+    from hardneg.retrieve.hybrid import HybridRetriever
+    from hardneg.train.cli import _training_miner
+
+    args = build_parser().parse_args(["train", str(tiny_dir), "--model", tiny_model, "--output", str(tmp_path / "o"),
+                                      *flags])
+    resolve_retriever(args)
+    model = SentenceTransformer(tiny_model, device="cpu")
+    miner, _ = _training_miner(args, model, tmp_path / "run")
+    kind = {"bm25": BM25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever}[retriever]
+    assert type(miner.retriever) is kind
+    if retriever != "bm25":  # mines with the very model being trained
+        dense = miner.retriever if retriever == "dense" else miner.retriever.dense
+        assert dense.encoder.model is model
+    for field, value in selection.items():
+        assert getattr(miner.selection, field) == value, field

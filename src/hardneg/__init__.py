@@ -1,62 +1,63 @@
 """hardneg: mine, clean and train with hard negatives for dense retrievers.
 
-The public API; importing it loads nothing heavy (no torch, no FAISS).
+The public API. Importing the package loads nothing but this file: every name is
+imported on first use, so ``import hardneg`` (and the ``hardneg`` command's start-up)
+pulls in neither numpy, torch nor FAISS.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-
-from hardneg.candidates import Candidates
-from hardneg.errors import HardnegError
-from hardneg.export import FORMATS, build_rows, export
-from hardneg.mine import Miner, MiningResult
-from hardneg.report import MiningReport
-from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
-from hardneg.retrieve.search import IndexConfig
-from hardneg.select import Selection, SelectionConfig, select_negatives
 
 logger = logging.getLogger(__name__)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BM25Config",
-    "BM25Retriever",
-    "Candidates",
-    "FORMATS",
-    "HardnegError",
-    "IndexConfig",
-    "Miner",
-    "MiningReport",
-    "MiningResult",
-    "Selection",
-    "SelectionConfig",
-    "build_rows",
-    "export",
-    "select_negatives",
-]
+# public name -> the module that defines it
+_WHERE = {
+    "BM25Config": "hardneg.retrieve.bm25",
+    "BM25Retriever": "hardneg.retrieve.bm25",
+    "Candidates": "hardneg.candidates",
+    "FORMATS": "hardneg.export",
+    "HardnegError": "hardneg.errors",
+    "IndexConfig": "hardneg.retrieve.search",
+    "Miner": "hardneg.mine",
+    "MiningReport": "hardneg.report",
+    "MiningResult": "hardneg.mine",
+    "Selection": "hardneg.select",
+    "SelectionConfig": "hardneg.select",
+    "build_rows": "hardneg.export",
+    "export": "hardneg.export",
+    "select_negatives": "hardneg.select",
+    "DenseRetriever": "hardneg.retrieve.dense",
+    "HybridRetriever": "hardneg.retrieve.hybrid",
+    "SentenceTransformerEncoder": "hardneg.retrieve.encoder",
+    "load": "hardneg.data",
+    "load_beir": "hardneg.data",
+    "load_pairs": "hardneg.data",
+    "from_hf_dataset": "hardneg.data",
+    "RetrievalData": "hardneg.data",
+    "CrossEncoderScorer": "hardneg.score.cross_encoder",
+    "rescore_candidates": "hardneg.score.rescore",
+    "train_reranker": "hardneg.score.train",
+    "TeacherTrainingConfig": "hardneg.score.train",
+    "render_html": "hardneg.report_html",
+}
+
+__all__ = sorted(
+    ["BM25Config", "BM25Retriever", "Candidates", "FORMATS", "HardnegError", "IndexConfig", "Miner", "MiningReport",
+     "MiningResult", "Selection", "SelectionConfig", "build_rows", "export", "select_negatives"]
+)
 
 
 def __getattr__(name: str):
-    # Heavy pieces load on first use: hardneg.DenseRetriever imports nothing until asked for.
-    lazy = {
-        "DenseRetriever": "hardneg.retrieve.dense",
-        "HybridRetriever": "hardneg.retrieve.hybrid",
-        "SentenceTransformerEncoder": "hardneg.retrieve.encoder",
-        "load": "hardneg.data",
-        "load_beir": "hardneg.data",
-        "load_pairs": "hardneg.data",
-        "from_hf_dataset": "hardneg.data",
-        "RetrievalData": "hardneg.data",
-        "CrossEncoderScorer": "hardneg.score.cross_encoder",
-        "rescore_candidates": "hardneg.score.rescore",
-        "train_reranker": "hardneg.score.train",
-        "TeacherTrainingConfig": "hardneg.score.train",
-        "render_html": "hardneg.report_html",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'hardneg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -136,11 +136,33 @@ def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[
     return rows
 
 
+def file_kind(path: str | Path) -> str:
+    """``parquet``, ``jsonl`` or ``jsonl.gz``, from the file name; anything else is refused."""
+    name = Path(path).name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".jsonl.gz", ".json.gz")):
+        return "jsonl.gz"
+    if name.endswith((".jsonl", ".json")):
+        return "jsonl"
+    raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
+
+
+def check_format(path: str | Path, fmt: str, *, if_short: str = "drop") -> None:
+    """Refuse, before any work, an output that :func:`export` would refuse after mining."""
+    file_kind(path)
+    if fmt not in FORMATS:
+        raise HardnegError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if fmt == "n-tuple" and if_short == "keep":
+        raise HardnegError("n-tuple rows need the same number of negatives each, but --if-short keep leaves some "
+                           "queries short; use --if-short drop or pad, or a list format (flag, labeled-list, ids).")
+
+
 def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as JSONL(.gz) or Parquet, chosen by the file name, atomically."""
     path = Path(path)
-    name = path.name.lower()
-    if name.endswith(".parquet"):
+    kind = file_kind(path)
+    if kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -148,16 +170,14 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
             raise HardnegError(f"No rows to write to {path}: every query was dropped. Loosen the filters or use --if-short pad.")
         with atomic_path(path) as tmp:
             pq.write_table(pa.Table.from_pylist(rows), tmp)
-    elif name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+    else:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as raw:
                 # no file name and mtime 0 in the gzip header: byte-identical output across runs
-                fh = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if name.endswith(".gz") else raw
+                fh = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if kind == "jsonl.gz" else raw
                 with fh:
                     for row in rows:
                         fh.write((json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
-    else:
-        raise HardnegError(f"Cannot tell the file type of {path}: end it with .jsonl, .jsonl.gz or .parquet.")
     logger.info("wrote %d rows to %s", len(rows), path)
     return path
 

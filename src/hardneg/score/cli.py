@@ -84,14 +84,16 @@ def register(sub) -> None:
     """Add the teacher subcommands to the ``hardneg`` parser."""
     tr = sub.add_parser(
         "train-reranker", help="train a cross-encoder teacher on qrels positives and mined negatives",
-        description="Train a sentence-transformers CrossEncoder (binary cross-entropy) on each query's positives "
-        "and negatives mined by hardneg, then report its reranking quality on the dev split.",
+        description="Train a sentence-transformers CrossEncoder on each query's positives and negatives mined by "
+        "hardneg (listwise softmax loss by default, --loss bce for pointwise binary cross-entropy), then report "
+        "its reranking quality on the dev split.",
         epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = tr.add_argument_group("data")
     g.add_argument("data", help="a BEIR folder or a pairs file")
-    g.add_argument("--split", default="train", help="training qrels split (default: train)")
-    g.add_argument("--dev-split", default="dev", help="split to evaluate reranking on, or 'none' (default: dev)")
+    g.add_argument("--split", help="training qrels split of a BEIR folder (default: train)")
+    g.add_argument("--dev-split", help="split to evaluate reranking on, or 'none' (default: dev where the data has "
+                   "it, else skipped)")
     g.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
     g.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
     g.add_argument("--corpus", help="corpus for a pairs file")
@@ -149,6 +151,7 @@ def register(sub) -> None:
 
 
 def cmd_train_reranker(args) -> int:
+    from hardneg.cli import check_output, data_split, optional_dev_data
     from hardneg.data import load
     from hardneg.score.train import TeacherTrainingConfig, train_reranker
 
@@ -161,15 +164,10 @@ def cmd_train_reranker(args) -> int:
         eval_max_queries=args.eval_max_queries or None,
     )
     kwargs = {"query_column": args.query_column, "positive_column": args.positive_column, "corpus": args.corpus}
-    data = load(args.data, split=args.split, **kwargs)
-    dev = None
-    if args.dev_split.lower() != "none":
-        if not Path(args.data).is_dir():
-            raise HardnegError(
-                f"--dev-split {args.dev_split}: {args.data} is a pairs file without splits; pass --dev-split none "
-                "(or a BEIR folder with qrels/<split>.tsv)."
-            )
-        dev = load(args.data, split=args.dev_split)
+    output = check_output(args.output, args, folder=True)
+    check_output(output.parent / f"{output.name}.work", args, folder=True, what="work folder")
+    data = load(args.data, split=data_split(args.data, args.split, "train"), **kwargs)
+    dev = optional_dev_data(args.data, args.dev_split)
     result = train_reranker(data, args.base, args.output, config, dev_data=dev, show_progress=not args.quiet)
     print(result.format_table())
     print(f"saved     {Path(args.output) / 'train_reranker.json'}")
@@ -182,7 +180,9 @@ def _recorded_data(manifest: dict, args):
 
     kwargs = {"query_column": args.query_column, "positive_column": args.positive_column}
     if args.data:
-        split = args.split or "train"
+        from hardneg.cli import data_split
+
+        split = data_split(args.data, args.split, "train")
         return load(args.data, split=split, corpus=args.corpus, **kwargs) if not Path(args.data).is_dir() \
             else load(args.data, split=split)
     source = manifest.get("data", "")
@@ -255,13 +255,20 @@ def cmd_rescore(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from hardneg.cli import check_output
     from hardneg.report import MiningReport
-    from hardneg.report_html import render_html
+    from hardneg.report_html import PAGE, render_html
     from hardneg.store import RunDir
 
+    if not Path(args.run_dir).is_dir():
+        raise HardnegError(f"{args.run_dir} is not a run directory; pass the --run-dir of a `hardneg mine` run.")
+    page = Path(args.output) if args.output else Path(args.run_dir) / PAGE
+    if page.resolve() != (Path(args.run_dir) / PAGE).resolve():
+        check_output(page, args, run_dir=args.run_dir)
     run = RunDir(args.run_dir)
-    page = render_html(run.path, args.output)
-    if run.report.is_file():
-        print(MiningReport.load(run.report).format_table())
+    report = MiningReport.load(run.report) if run.report.is_file() else None
+    page = render_html(run.path, page)
+    if report is not None:
+        print(report.format_table())
     print(f"page      {page}")
     return 0

@@ -10,15 +10,21 @@ from hardneg.errors import HardnegError
 
 logger = logging.getLogger("hardneg")
 
+# the margin of the best recipe measured on debian-desc (bench/RESULTS.md), used when neither margin flag is given
+DEFAULT_RELATIVE_MARGIN = 0.05
+
 TRAIN_EXAMPLES = """\
 examples:
-  # mine one dense hard negative per query on the fly (TopK-PercPos) and train
-  hardneg train data/sample --model sentence-transformers/all-MiniLM-L6-v2 --retriever dense \\
-      --num-negatives 1 --relative-margin 0.05 --output runs/student
+  # the default recipe: 3 dense hard negatives per query, mined on the fly with the model itself and
+  # kept below 95% of the positive's score (TopK-PercPos 0.05), then trained with MNRL
+  hardneg train data/sample --model sentence-transformers/all-MiniLM-L6-v2 --output runs/student
 
   # the same, re-mining with the model being trained every 200 steps (ANCE)
-  hardneg train data/sample --model ./minilm --retriever dense --num-negatives 1 \\
-      --relative-margin 0.05 --refresh-every 200 --save-steps 200 --output runs/ance
+  hardneg train data/sample --model ./minilm --refresh-every 200 --save-steps 200 --output runs/ance
+
+  # other mining flags override the defaults: BM25, one negative, no margin
+  hardneg train data/sample --model ./minilm --retriever bm25 --num-negatives 1 --relative-margin none \\
+      --output runs/bm25
 
   # from a file written by `hardneg mine` (triplet, n-tuple, flag or ids format)
   hardneg train data/sample --model ./minilm --negatives train.jsonl --output runs/static
@@ -32,8 +38,7 @@ examples:
   hardneg train data/sample --model ./minilm --negatives scored7.jsonl --loss listwise-distill --output runs/kd
 
   # continue an interrupted run from its latest checkpoint (same command + --resume)
-  hardneg train data/sample --model ./minilm --retriever dense --refresh-every 200 --save-steps 200 \\
-      --output runs/ance --resume
+  hardneg train data/sample --model ./minilm --refresh-every 200 --save-steps 200 --output runs/ance --resume
 """
 
 
@@ -46,12 +51,14 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train", help="fine-tune a bi-encoder with in-batch + hard negatives (optionally ANCE refresh)",
         description="Train a sentence-transformers bi-encoder on queries, positives and hard negatives: mined "
-        "on the fly with the mining flags, read from a file written by `hardneg mine`, or none (in-batch only).",
+        "on the fly with the mining flags, read from a file written by `hardneg mine`, or none (in-batch only). "
+        "Without mining flags it trains the best recipe measured in bench/RESULTS.md: dense candidates from the "
+        "model itself, TopK-PercPos relative margin 0.05, 3 negatives per query.",
         epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_data_args(p)
-    _add_retriever_args(p)
-    _add_selection_args(p)
+    _add_retriever_args(p, trains_model=True)
+    _add_selection_args(p, default_relative_margin=DEFAULT_RELATIVE_MARGIN)
     src = p.add_argument_group("negatives")
     source = src.add_mutually_exclusive_group()
     source.add_argument("--negatives", help="train from this file written by `hardneg mine` instead of mining")
@@ -78,32 +85,27 @@ def register(sub) -> None:
     r = p.add_argument_group("refresh (ANCE)")
     r.add_argument("--refresh-every", type=int,
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
-                   "(needs --retriever dense or hybrid)")
+                   "(dense or hybrid retrieval, not bm25)")
     r.add_argument("--refresh-async", action="store_true",
                    help="re-mine from a weight snapshot in another process while training continues (ANCE); "
                    "worth it with a second GPU or spare CPU cores")
     r.add_argument("--staleness-k", type=int, default=10, help="staleness: overlap of the negatives in use with "
                    "the refreshed model's top K (default: 10)")
-    r.add_argument("--dev-split", default="dev",
-                   help="split evaluated at start, each refresh and end (default: dev; 'none' to skip)")
+    r.add_argument("--dev-split",
+                   help="split evaluated at start, each refresh and end (default: dev where the data has it, "
+                   "else skipped; 'none' to skip)")
     r.add_argument("--dev-max-queries", type=int, default=200, help="cap on dev queries evaluated (default: 200)")
     p.set_defaults(func=cmd_train)
 
 
 def _training_miner(args, model, run_dir: Path):
     """The mining pipeline of the flags, with its encoder wrapping the model being trained."""
-    from hardneg.cli import make_retriever
+    from hardneg.cli import make_retriever, selection_config
     from hardneg.mine import Miner
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
-    from hardneg.select import SelectionConfig
 
-    config = SelectionConfig(
-        num_negatives=args.num_negatives, range_min=args.range_min, range_max=args.range_max,
-        min_score=args.min_score, max_score=args.max_score, absolute_margin=args.absolute_margin,
-        relative_margin=args.relative_margin, sampling=args.sampling, simans_a=args.simans_a,
-        simans_b=args.simans_b, if_short=args.if_short, dedupe_texts=not args.keep_duplicate_texts, seed=args.seed,
-    )
+    config = selection_config(args)
     encoder = SentenceTransformerEncoder(
         model, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
         max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
@@ -120,8 +122,8 @@ def _training_miner(args, model, run_dir: Path):
 
 
 def cmd_train(args) -> int:
-    from hardneg.cli import load_data
-    from hardneg.retrieve.encoder import load_sentence_transformer
+    from hardneg.cli import check_output, check_run_dir, load_data, optional_dev_data
+    from hardneg.retrieve.encoder import load_sentence_transformer, set_max_length
     from hardneg.train.files import pool_from_file
     from hardneg.train.losses import LossConfig
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
@@ -131,7 +133,8 @@ def cmd_train(args) -> int:
     if not args.model:
         raise HardnegError("hardneg train needs --model: the sentence-transformers model to fine-tune (name or path).")
     if args.refresh_every is not None and args.retriever == "bm25":
-        raise HardnegError("--refresh-every re-mines with the model being trained: add --retriever dense or hybrid.")
+        raise HardnegError("--refresh-every re-mines with the model being trained, but BM25 candidates do not change "
+                           "with training: drop --retriever bm25 (dense is the default) or use hybrid.")
     if args.refresh_async and args.refresh_every is None:
         raise HardnegError("--refresh-async says how to refresh; add --refresh-every N to say when.")
     if args.refresh_every is not None and args.in_batch_only:
@@ -145,10 +148,16 @@ def cmd_train(args) -> int:
     if args.max_length is None:
         args.max_length = 128
     output = Path(args.output)
-    run_dir = Path(args.run_dir) if args.run_dir else output / "hardneg-run"
+    run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
+    check_output(output, args, folder=True)
+    if args.negatives:
+        from hardneg.train.files import check_negatives_file
+
+        check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
     data = load_data(args)
+    dev = optional_dev_data(args.data, args.dev_split)
     model = load_sentence_transformer(args.model)
-    model.max_seq_length = args.max_length
+    set_max_length(model, args.max_length, args.model)
     miner, eval_miner = _training_miner(args, model, run_dir)
     if args.negatives:
         pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
@@ -159,7 +168,6 @@ def cmd_train(args) -> int:
         result = miner.mine(data)
         print(result.report.format_table())
         pool = pool_from_selection(data, result.selection)
-    dev = _dev_data(args)
     refresh = None
     if args.refresh_every is not None:
         refresh = RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
@@ -186,14 +194,3 @@ def cmd_train(args) -> int:
               + extra)
     print(f"model     {result.model_path}")
     return 0
-
-
-def _dev_data(args):
-    from hardneg.data import load_beir
-
-    if args.dev_split.lower() == "none" or not Path(args.data).is_dir():
-        return None
-    if not (Path(args.data) / "qrels").is_dir() or not any((Path(args.data) / "qrels").glob(f"{args.dev_split}.tsv*")):
-        logger.info("no %s split in %s: training without dev evaluation", args.dev_split, args.data)
-        return None
-    return load_beir(args.data, args.dev_split)

@@ -151,7 +151,6 @@ def train(
         Dense Text Retrieval", ICLR 2021 (refresh).
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from hardneg.train.sampler import make_batch_sampler
 
@@ -174,7 +173,7 @@ def train(
 
     checkpoint = None
     if resume_from_checkpoint:
-        checkpoint = get_last_checkpoint(str(output_dir)) if resume_from_checkpoint is True else str(resume_from_checkpoint)
+        checkpoint = last_complete_checkpoint(output_dir) if resume_from_checkpoint is True else str(resume_from_checkpoint)
         if checkpoint is None or not Path(checkpoint).is_dir():
             raise HardnegError(f"No checkpoint to resume from in {output_dir}; train without --resume first.")
         if refresher is not None and (Path(checkpoint) / "hardneg_refresh.json").exists():
@@ -232,6 +231,22 @@ def train(
         "resumed_from": checkpoint,
     })
     return TrainResult(model, final, trainer.state.global_step, seconds, history, loss_log)
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder that was saved to the end, or None.
+
+    transformers writes a checkpoint file by file; hardneg's negatives state is written
+    last (``on_save``), so a folder without it was cut short (a kill, a full disk) and
+    is passed over with a warning.
+    """
+    folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (folder / NEGATIVES_STATE).is_file():
+            return str(folder)
+        logger.warning("%s was not saved to the end (no %s); resuming from an earlier checkpoint", folder,
+                       NEGATIVES_STATE)
+    return None
 
 
 def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *, reuse: bool,
