@@ -149,7 +149,9 @@ class Miner:
 def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:
     """Why a selection kept no query, and what to change."""
     total = selection.queries.get("total", 0)
-    stages = sorted(((n, name) for name, n in selection.dropped.items() if n > 0), reverse=True)
+    consequences = ("not_sampled", "short_query", "padding")  # not filters: what follows from them
+    stages = sorted(((n, name) for name, n in selection.dropped.items() if n > 0 and name not in consequences),
+                    reverse=True)
     biggest = ", ".join(f"{name} {n}" for n, name in stages[:3]) or "none"
     message = (f"No query kept any negatives: all {total} queries ended with fewer than {config.num_negatives} "
                f"(--if-short {config.if_short}). Candidates removed most by: {biggest}.")
@@ -158,5 +160,14 @@ def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:
         message += (f" Padding could not fill them either: the corpus has {len(data.corpus)} documents, at most "
                     f"{len(data.corpus) - widest} of which can be a query's negatives (fewer where texts repeat a "
                     "positive's).")
-    return message + (" Lower --num-negatives, loosen the filters, or use --if-short keep with a list format; "
-                      "nothing was written.")
+    flags = [LOOSEN[name] for _, name in stages[:3] if name in LOOSEN]
+    return message + (f" Lower --num-negatives, loosen {', '.join(flags) if flags else 'the filters'}, or use "
+                      "--if-short keep with a list format; nothing was written.")
+
+
+# the flag that controls each filtering stage, for advice when a run keeps nothing
+LOOSEN = {
+    "rank_window": "--range-min/--range-max", "max_score": "--max-score", "min_score": "--min-score",
+    "absolute_margin": "--absolute-margin", "relative_margin": "--relative-margin (a smaller one, or none)",
+    "denoise": "--denoise-threshold", "duplicate_text": "--keep-duplicate-texts",
+}
