@@ -147,8 +147,18 @@ def test_failed_export_keeps_the_last_good_report(tmp_path, tiny_dir, monkeypatc
     def failing_export(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("hardneg.export.write_rows", failing_export)
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("hardneg.export"), "write_rows", failing_export)
     assert main(["-q", "mine", str(tiny_dir), "--num-negatives", "2", "--output", str(tmp_path / "b.jsonl"),
                  "--run-dir", str(run)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in reports} == reports
+
+
+def test_the_package_imports_no_heavy_module_and_export_stays_the_function():
+    code = ("import sys, hardneg, hardneg.cli; heavy = [m for m in ('numpy', 'torch', 'pyarrow', 'faiss') "
+            "if m in sys.modules]; hardneg.cli.build_parser(); import hardneg.export; "
+            "print(heavy, callable(hardneg.export), hardneg.export.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["[]", "True", "hardneg.export"], out.stderr

@@ -1,6 +1,6 @@
 """hardneg: mine, clean and train with hard negatives for dense retrievers.
 
-The public API. Importing the package loads nothing but this file: every name is
+The public API. Importing the package loads only the standard library: every name is
 imported on first use, so ``import hardneg`` (and the ``hardneg`` command's start-up)
 pulls in neither numpy, torch nor FAISS.
 """
@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+
+# The submodule hardneg.export shares its name with its function: importing it here, once,
+# and binding the function after it keeps ``hardneg.export`` the function whatever is
+# imported later (the module imports only the standard library).
+from hardneg.export import FORMATS, build_rows, export
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +24,6 @@ _WHERE = {
     "BM25Config": "hardneg.retrieve.bm25",
     "BM25Retriever": "hardneg.retrieve.bm25",
     "Candidates": "hardneg.candidates",
-    "FORMATS": "hardneg.export",
     "HardnegError": "hardneg.errors",
     "IndexConfig": "hardneg.retrieve.search",
     "Miner": "hardneg.mine",
@@ -27,8 +31,6 @@ _WHERE = {
     "MiningResult": "hardneg.mine",
     "Selection": "hardneg.select",
     "SelectionConfig": "hardneg.select",
-    "build_rows": "hardneg.export",
-    "export": "hardneg.export",
     "select_negatives": "hardneg.select",
     "DenseRetriever": "hardneg.retrieve.dense",
     "HybridRetriever": "hardneg.retrieve.hybrid",

@@ -2,6 +2,9 @@
 
 Every format is written as JSONL (``.jsonl``, ``.jsonl.gz``) or Parquet
 (``.parquet``), atomically: a partial file never appears under the final name.
+
+Imported by ``hardneg/__init__`` (``hardneg.export`` is this module's :func:`export`),
+so it imports only the standard library at the top.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
-from hardneg.store import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def build_rows(data, selection, fmt: str, *, with_scores: bool = False) -> list[
         with_scores: add a ``scores`` column (triplet and n-tuple: ``[positive, negatives...]``,
             for MarginMSE-style distillation); labeled formats then carry scores, not labels.
     """
+    from hardneg.candidates import EMPTY
+
     if fmt not in FORMATS:
         raise HardnegError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     passages, query_texts, doc_ids = data.corpus.passages, data.queries.texts, data.corpus.ids
@@ -160,6 +163,8 @@ def check_format(path: str | Path, fmt: str, *, if_short: str = "drop") -> None:
 
 def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as JSONL(.gz) or Parquet, chosen by the file name, atomically."""
+    from hardneg.store import atomic_path
+
     path = Path(path)
     kind = file_kind(path)
     if kind == "parquet":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import importlib
 import json
 import os
 import shutil
@@ -116,7 +117,7 @@ def writes_fail(code: int, message: str):
 
 
 def disk_full_in_export(ws: Workspace, mp) -> None:
-    import hardneg.export
+    export_module = importlib.import_module("hardneg.export")  # (hardneg.export is the function)
 
     class Full:
         def __init__(self, fh):
@@ -134,7 +135,7 @@ def disk_full_in_export(ws: Workspace, mp) -> None:
         def __exit__(self, *exc):
             self.fh.close()
 
-    mp.setattr(hardneg.export, "open", lambda *a, **k: Full(open(*a, **k)), raising=False)
+    mp.setattr(export_module, "open", lambda *a, **k: Full(open(*a, **k)), raising=False)
 
 
 def disk_full_in_cache(ws: Workspace, mp) -> None:
