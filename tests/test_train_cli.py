@@ -111,9 +111,26 @@ def test_listwise_distill_trains_on_teacher_scores_mined_into_a_file(tmp_path, t
     assert summary["config"]["loss"]["distill_weight"] == 2.0 and summary["num_negatives"] == 3
 
 
+def test_train_defaults_are_the_declared_recipe(tmp_path, tiny_dir):
+    """`hardneg train` with no flags trains hardneg.train.recipe.DEFAULT_RECIPE, spelled out here by hand."""
+    from hardneg.cli import build_parser, resolve_retriever
+    from hardneg.train.recipe import DEFAULT_RECIPE
+
+    assert (DEFAULT_RECIPE.retriever, DEFAULT_RECIPE.num_negatives, DEFAULT_RECIPE.relative_margin,
+            DEFAULT_RECIPE.if_short, DEFAULT_RECIPE.learning_rate) == ("dense", 3, 0.05, "pad", 5e-5)
+    args = build_parser().parse_args(["train", str(tiny_dir), "--model", "m", "--output", str(tmp_path / "o")])
+    resolve_retriever(args)
+    assert args.retriever == DEFAULT_RECIPE.retriever and args.learning_rate == DEFAULT_RECIPE.learning_rate
+    assert args.if_short == DEFAULT_RECIPE.if_short and args.num_negatives == DEFAULT_RECIPE.num_negatives
+    mine_args = build_parser().parse_args(["mine", str(tiny_dir), "--output", str(tmp_path / "m.jsonl")])
+    assert mine_args.if_short == "drop"  # the mine command's own default is unchanged
+
+
 @pytest.mark.parametrize(
     ("flags", "retriever", "selection"),
-    [([], "dense", {"num_negatives": 3, "relative_margin": 0.05, "absolute_margin": None, "sampling": "top"}),
+    [([], "dense", {"num_negatives": 3, "relative_margin": 0.05, "absolute_margin": None, "sampling": "top",
+                    "if_short": "pad"}),
+     (["--if-short", "drop"], "dense", {"if_short": "drop", "relative_margin": 0.05}),
      (["--relative-margin", "0.1"], "dense", {"relative_margin": 0.1, "absolute_margin": None}),
      (["--relative-margin", "none"], "dense", {"relative_margin": None, "absolute_margin": None}),
      (["--relative-margin", "0"], "dense", {"relative_margin": 0.0}),

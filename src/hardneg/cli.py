@@ -124,7 +124,8 @@ def _add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = Fals
     p.set_defaults(trains_model=trains_model)
 
 
-def _add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: float | None = None) -> None:
+def _add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: float | None = None,
+                        default_if_short: str = "drop") -> None:
     g = p.add_argument_group("selection")
     g.add_argument("--num-negatives", type=int, default=3, help="negatives per query (default: 3)")
     g.add_argument("--range-min", type=int, default=0, help="skip the N best-ranked non-positive candidates")
@@ -140,8 +141,9 @@ def _add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: 
     g.add_argument("--sampling", choices=["top", "random", "simans"], default="top", help="how negatives are drawn (default: top)")
     g.add_argument("--simans-a", type=float, default=20.0, help="SimANS sharpness (default: 20, for cosine scores)")
     g.add_argument("--simans-b", type=float, default=0.0, help="SimANS offset from the positive score (default: 0)")
-    g.add_argument("--if-short", choices=["drop", "pad", "keep"], default="drop",
-                   help="queries with too few negatives: drop, pad with random documents, or keep short (default: drop)")
+    g.add_argument("--if-short", choices=["drop", "pad", "keep"], default=default_if_short,
+                   help="queries with too few negatives: drop, pad with random documents, or keep short "
+                   f"(default: {default_if_short})")
     g.add_argument("--keep-duplicate-texts", action="store_true",
                    help="do not drop candidates whose text equals a positive's or an earlier candidate's")
     g.add_argument("--seed", type=int, default=0, help="seed for sampling and padding (default: 0)")

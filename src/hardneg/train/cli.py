@@ -10,13 +10,13 @@ from hardneg.errors import HardnegError
 
 logger = logging.getLogger("hardneg")
 
-# the margin of the best recipe measured on debian-desc (bench/RESULTS.md), used when neither margin flag is given
-DEFAULT_RELATIVE_MARGIN = 0.05
+from hardneg.train.recipe import DEFAULT_RECIPE
 
 TRAIN_EXAMPLES = """\
 examples:
   # the default recipe: 3 dense hard negatives per query, mined on the fly with the model itself and
-  # kept below 95% of the positive's score (TopK-PercPos 0.05), then trained with MNRL
+  # kept below 95% of the positive's score (TopK-PercPos 0.05; queries left short are padded with
+  # random documents), then trained with MNRL at a peak learning rate of 5e-5
   hardneg train data/sample --model sentence-transformers/all-MiniLM-L6-v2 --output runs/student
 
   # the same, re-mining with the model being trained every 200 steps (ANCE)
@@ -53,12 +53,14 @@ def register(sub) -> None:
         description="Train a sentence-transformers bi-encoder on queries, positives and hard negatives: mined "
         "on the fly with the mining flags, read from a file written by `hardneg mine`, or none (in-batch only). "
         "Without mining flags it trains the best recipe measured in bench/RESULTS.md: dense candidates from the "
-        "model itself, TopK-PercPos relative margin 0.05, 3 negatives per query.",
+        "model itself, TopK-PercPos relative margin 0.05, 3 negatives per query, short queries padded, learning rate "
+        "5e-5 (hardneg.train.recipe).",
         epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_data_args(p)
     _add_retriever_args(p, trains_model=True)
-    _add_selection_args(p, default_relative_margin=DEFAULT_RELATIVE_MARGIN)
+    _add_selection_args(p, default_relative_margin=DEFAULT_RECIPE.relative_margin,
+                        default_if_short=DEFAULT_RECIPE.if_short)
     src = p.add_argument_group("negatives")
     source = src.add_mutually_exclusive_group()
     source.add_argument("--negatives", help="train from this file written by `hardneg mine` instead of mining")
@@ -76,7 +78,8 @@ def register(sub) -> None:
                    help="random batches (default), or topic: queries clustered once so each batch holds one "
                    "topic and its in-batch negatives are hard too (TAS)")
     t.add_argument("--mini-batch-size", type=int, default=32, help="chunk size of the cached losses (default: 32)")
-    t.add_argument("--learning-rate", type=float, default=2e-5, help="peak learning rate (default: 2e-5)")
+    t.add_argument("--learning-rate", type=float, default=DEFAULT_RECIPE.learning_rate,
+                   help=f"peak learning rate (default: {DEFAULT_RECIPE.learning_rate:g})")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")
     t.add_argument("--epochs", type=float, default=1.0, help="passes over the examples (default: 1)")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides --epochs)")

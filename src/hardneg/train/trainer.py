@@ -54,7 +54,7 @@ class TrainConfig:
 
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 32
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     epochs: float = 1.0
     max_steps: int | None = None
