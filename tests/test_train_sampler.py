@@ -8,7 +8,7 @@ import pytest
 from hardneg.errors import HardnegError
 from hardneg.text import text_keys
 from hardneg.train.pool import NegativePool
-from hardneg.train.sampler import compatible, iter_batches, violations
+from hardneg.train.sampler import compatible, exact_batches, iter_batches, violations
 
 
 def hand_pool() -> NegativePool:
@@ -81,6 +81,60 @@ def test_same_seed_same_batches_and_short_pool_errors(mine_tiny_pool):
     e0 = list(sampler)
     sampler.set_epoch(1)
     assert list(sampler) != e0
-    assert len(sampler) == len(pool) // 8
+    assert len(sampler) == len(e0) == len(list(sampler))
     with pytest.raises(HardnegError, match="lower --batch-size"):
         make_batch_sampler(pool, len(pool) + 1, seed=0)
+
+
+def repetitive_pool() -> NegativePool:
+    """Twelve examples; the first eight share the negative "n", so a batch holds at most one of them."""
+    anchors = [f"q{i}" for i in range(12)]
+    positives = [f"p{i}" for i in range(12)]
+    negatives = [["n"] if i < 8 else [f"n{i}"] for i in range(12)]
+    return NegativePool(anchors, positives, negatives, np.arange(12), [text_keys([p]) for p in positives],
+                        np.arange(12))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sampler_length_is_the_number_of_batches_each_epoch_yields_when_negatives_repeat(seed):
+    from hardneg.train.sampler import make_batch_sampler
+
+    pool = repetitive_pool()
+    sampler = make_batch_sampler(pool, 3, seed=seed)
+    # a batch of 3 holds at most one "n" example, so at most 4 batches (12 // 3) and in practice fewer
+    assert len(sampler) < len(pool) // 3
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert all(len(b) == 3 and violations(pool, b) == [] for b in batches)
+
+
+def test_exact_batches_tops_up_an_epoch_cut_short_by_swapped_negatives():
+    pool = NegativePool([f"q{i}" for i in range(8)], [f"p{i}" for i in range(8)], [[f"n{i}"] for i in range(8)],
+                        np.arange(8), [text_keys([f"p{i}"]) for i in range(8)], np.arange(8))
+    it = exact_batches(pool, 2, 4, np.random.default_rng(0))
+    first = next(it)
+    pool.swap({i: ["n"] for i in range(6)})  # now only examples 6, 7 and one "n" example fit per batch
+    rest = list(it)
+    assert len(first) == 2 and len(rest) == 3
+    assert all(violations(pool, b) == [] for b in rest)
+    assert len(list(exact_batches(pool, 2, 2, np.random.default_rng(1)))) == 2  # a longer plan is cut
+
+
+def test_max_steps_trains_that_many_steps_with_repetitive_negatives(tmp_path, tiny_model):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.train.trainer import TrainConfig, train
+
+    pool = repetitive_pool()
+    model = SentenceTransformer(tiny_model, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(model, pool, tmp_path, TrainConfig(batch_size=3, max_steps=5, max_length=16, precision="fp32"),
+                       show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.steps == 5

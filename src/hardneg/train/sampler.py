@@ -11,6 +11,12 @@ Two rules hold in every batch:
 Batches are planned lazily, one at a time, from the negatives in use at that
 moment: after an ANCE refresh swaps them, the next batch obeys the rules for the
 new ones.
+
+The rules can leave examples out of an epoch (repeated negatives make examples
+clash), so an epoch has fewer than ``len(pool) // batch_size`` batches. The
+trainer's step count, learning-rate schedule and ``max_steps`` follow the
+sampler's length, so the torch sampler counts the batches of a dry-run plan once
+and every epoch yields exactly that many (:func:`exact_batches`).
 """
 
 from __future__ import annotations
@@ -84,6 +90,29 @@ def iter_batches(pool, batch_size: int, rng: np.random.Generator,
         waiting = rest
 
 
+def count_batches(pool, batch_size: int, seed: int, topics: np.ndarray | None = None) -> int:
+    """How many batches :func:`iter_batches` plans for epoch 0 of ``seed`` with the negatives in use now."""
+    return sum(1 for _ in iter_batches(pool, batch_size, np.random.default_rng([seed, 0]), topics))
+
+
+def exact_batches(pool, batch_size: int, count: int, rng: np.random.Generator,
+                  topics: np.ndarray | None = None) -> Iterator[list[int]]:
+    """Exactly ``count`` batches of :func:`iter_batches`: its plan cut at ``count``, or topped up from
+    fresh passes over the examples when it falls short (only after negatives changed since ``count``
+    was planned), so the trainer's schedule always matches what it gets."""
+    yielded = 0
+    while yielded < count:
+        before = yielded
+        for batch in iter_batches(pool, batch_size, rng, topics):
+            yield batch
+            yielded += 1
+            if yielded == count:
+                return
+        if yielded == before:
+            raise HardnegError(f"The training examples no longer fill one batch of {batch_size}; lower --batch-size.")
+        logger.info("batch sampler: topping up the epoch with %d batches from a new pass", count - yielded)
+
+
 def violations(pool, batch: list[int]) -> list[str]:
     """Human-readable breaches of the two rules in ``batch`` (empty when it is safe)."""
     found = []
@@ -107,18 +136,25 @@ def make_batch_sampler(pool, batch_size: int, seed: int, topics: np.ndarray | No
     from sentence_transformers.base.sampler import DefaultBatchSampler
 
     class PositiveAwareBatchSampler(DefaultBatchSampler):
-        """Lazy, rule-keeping batches (see :mod:`hardneg.train.sampler`); reshuffled per epoch."""
+        """Lazy, rule-keeping batches (see :mod:`hardneg.train.sampler`); reshuffled per epoch; every epoch
+        has the length planned at first use."""
 
         def __init__(self) -> None:
             super().__init__(range(len(pool)), batch_size=batch_size, drop_last=True, seed=seed)
             self.pool = pool
+            self._count: int | None = None
 
         def __iter__(self) -> Iterator[list[int]]:
             rng = np.random.default_rng([self.seed, self.epoch])
-            yield from iter_batches(self.pool, self.batch_size, rng, topics)
+            yield from exact_batches(self.pool, self.batch_size, len(self), rng, topics)
 
         def __len__(self) -> int:
-            return len(self.pool) // self.batch_size
+            if self._count is None:
+                self._count = count_batches(self.pool, self.batch_size, self.seed, topics)
+                if self._count == 0:
+                    raise HardnegError(f"No batch of {self.batch_size} examples without a repeated text can be "
+                                       "formed; lower --batch-size or mine more varied negatives.")
+            return self._count
 
     if len(pool) < batch_size:
         raise HardnegError(
