@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from hardneg.candidates import EMPTY, Candidates
-from hardneg.retrieve.bm25 import BM25Config, BM25Retriever, top_k_descending
+from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
 from hardneg.retrieve.dense import DenseRetriever
 from hardneg.retrieve.hybrid import HybridRetriever, fuse
 from hardneg.retrieve.search import IndexConfig, build_index, search
-
-
-def test_top_k_descending_breaks_ties_by_index():
-    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.9, 0.5], np.float32)
-    assert top_k_descending(scores, 4).tolist() == [1, 4, 0, 2]
-    assert top_k_descending(scores, 10).tolist() == [1, 4, 0, 2, 5, 3]
 
 
 def test_bm25_equals_bm25s_used_directly(tiny_train):

@@ -6,10 +6,10 @@ import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from hardneg.candidates import EMPTY, Candidates, positive_score_matrix
+from hardneg.candidates import Candidates, positive_score_matrix
 from hardneg.errors import HardnegError
+from hardneg.retrieve.bm25_search import search_bm25
 from hardneg.store import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -66,35 +66,14 @@ class BM25Retriever:
             return_ids=False,
             show_progress=False,
         )
-        n_docs = len(data.corpus)
-        k = min(depth, n_docs)
-        doc_ids = np.full((len(query_tokens), depth), EMPTY, dtype=np.int32)
-        scores = np.full((len(query_tokens), depth), np.nan, dtype=np.float32)
-        positive_flat = []
-        for row, tokens in enumerate(tqdm(query_tokens, desc="BM25 search", disable=not show_progress, unit="q")):
-            all_scores = index.get_scores_from_ids(index.get_tokens_ids(tokens))
-            top = top_k_descending(all_scores, k)
-            top = top[all_scores[top] > 0]
-            doc_ids[row, : len(top)] = top
-            scores[row, : len(top)] = all_scores[top]
-            positive_flat.append(all_scores[data.positives[row]])
+        token_ids = [np.asarray(index.get_tokens_ids(tokens), dtype=np.int32) for tokens in query_tokens]
+        doc_ids, scores, positive_flat = search_bm25(
+            index, token_ids, depth, data.positives, show_progress=show_progress
+        )
         positive_scores = positive_score_matrix(
             data.positives, np.concatenate(positive_flat) if positive_flat else np.empty(0, np.float32)
         )
         return Candidates.from_single(self.name, data.queries.ids, doc_ids, scores, positive_scores)
-
-
-def top_k_descending(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest scores, best first; ties broken by lower index."""
-    if k >= len(scores):
-        part = np.arange(len(scores))
-    else:
-        part = np.argpartition(-scores, k - 1)[:k]
-        # argpartition splits ties at the boundary arbitrarily; include every tie of the k-th score
-        kth = scores[part].min()
-        part = np.flatnonzero(scores >= kth)
-    order = np.lexsort((part, -scores[part]))
-    return part[order][:k]
 
 
 def _load_stemmer(language: str | None):

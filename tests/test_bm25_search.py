@@ -1,0 +1,117 @@
+"""BM25 search against the per-query loop it replaced (kept here as the reference) and against bm25s itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardneg.candidates import EMPTY
+from hardneg.data import Corpus, Queries, RetrievalData
+from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
+from hardneg.retrieve.bm25_search import score_query, top_k_by_score_then_id
+
+METHODS = ["lucene", "robertson", "atire", "bm25l", "bm25+"]
+
+
+def reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The tie rule of hardneg's first BM25 search: the k highest scores, best first, ties by lower row."""
+    if k >= len(scores):
+        part = np.arange(len(scores))
+    else:
+        part = np.argpartition(-scores, k - 1)[:k]
+        kth = scores[part].min()
+        part = np.flatnonzero(scores >= kth)
+    order = np.lexsort((part, -scores[part]))
+    return part[order][:k]
+
+
+def reference_retrieve(retriever: BM25Retriever, data: RetrievalData, depth: int):
+    """hardneg's first BM25 search, verbatim: one bm25s score vector per query, top-k, scores > 0."""
+    import bm25s
+
+    cfg = retriever.config
+    index = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
+    index.index(bm25s.tokenize(list(data.corpus.passages), stopwords=cfg.stopwords, stemmer=retriever._stemmer,
+                               show_progress=False), show_progress=False)
+    query_tokens = bm25s.tokenize(list(data.queries.texts), stopwords=cfg.stopwords, stemmer=retriever._stemmer,
+                                  return_ids=False, show_progress=False)
+    k = min(depth, len(data.corpus))
+    doc_ids = np.full((len(query_tokens), depth), EMPTY, dtype=np.int32)
+    scores = np.full((len(query_tokens), depth), np.nan, dtype=np.float32)
+    positive_scores = []
+    for row, tokens in enumerate(query_tokens):
+        all_scores = index.get_scores_from_ids(index.get_tokens_ids(tokens))
+        top = reference_top_k(all_scores, k)
+        top = top[all_scores[top] > 0]
+        doc_ids[row, : len(top)] = top
+        scores[row, : len(top)] = all_scores[top]
+        positive_scores.append(all_scores[data.positives[row]])
+    return doc_ids, scores, positive_scores
+
+
+def assert_same_as_reference(data: RetrievalData, config: BM25Config, depth: int) -> None:
+    retriever = BM25Retriever(config)
+    cands = retriever.retrieve(data, depth, show_progress=False)
+    ref_ids, ref_scores, ref_positive = reference_retrieve(retriever, data, depth)
+    np.testing.assert_array_equal(cands.doc_ids, ref_ids)
+    # bit for bit, not approximately: the same float32 sums in the same order
+    assert np.array_equal(cands.scores.view(np.uint32), ref_scores.view(np.uint32))
+    for row, expected in enumerate(ref_positive):
+        assert np.array_equal(cands.positive_scores[row, : len(expected)].view(np.uint32), expected.view(np.uint32))
+
+
+def tied_data() -> RetrievalData:
+    """Every document twice (exact score ties at every rank), repeated and unknown query words, a query of
+    stopwords only: the cases where summation order and the tie rule show."""
+    words = ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "peach", "pear", "plum"]
+    rng = np.random.default_rng(7)
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 9))) for _ in range(40)]
+    texts = texts + texts
+    queries = ["apple apple pear", "plum cherry plum cherry mango", "the of and", "kiwi apple", "melon",
+               "lemon grape peach banana apple pear", "banana banana banana", "zzz"]
+    return RetrievalData(
+        corpus=Corpus(ids=[f"d{i}" for i in range(len(texts))], titles=[""] * len(texts), texts=texts),
+        queries=Queries(ids=[f"q{i}" for i in range(len(queries))], texts=queries),
+        positives=[np.array([i, i + 40], dtype=np.int32) for i in range(len(queries))],
+        grades=[np.array([1, 1], dtype=np.int32) for _ in queries],
+    )
+
+
+def test_top_k_orders_by_score_then_document_row():
+    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.9, 0.5], np.float32)
+    rows = np.arange(6)
+    assert top_k_by_score_then_id(rows, scores, 4).tolist() == [1, 4, 0, 2]
+    assert top_k_by_score_then_id(rows, scores, 10).tolist() == [1, 4, 0, 2, 5, 3]
+    # positions are returned, but ties go to the lower document row, wherever it sits
+    rows = np.array([50, 40, 30, 20, 10, 0])
+    assert top_k_by_score_then_id(rows, scores, 4).tolist() == [4, 1, 5, 2]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("depth", [1, 7, 500])
+def test_bm25_equals_the_per_query_loop_on_tied_data(method, depth):
+    assert_same_as_reference(tied_data(), BM25Config(method=method), depth)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bm25_equals_the_per_query_loop_on_text(tiny_train, method):
+    assert_same_as_reference(tiny_train, BM25Config(method=method), 20)
+
+
+def test_bm25_equals_the_per_query_loop_without_stemming_or_stopwords(tiny_train):
+    assert_same_as_reference(tiny_train, BM25Config(stemmer=None, stopwords=None), 50)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_score_query_is_bm25s_score_vector_bit_for_bit(method):
+    import bm25s
+
+    data = tied_data()
+    index = bm25s.BM25(method=method)
+    index.index(bm25s.tokenize(list(data.corpus.passages), stopwords="en", show_progress=False), show_progress=False)
+    rng = np.random.default_rng(3)
+    n_terms = len(index.scores["indptr"]) - 1
+    for _ in range(50):
+        tokens = rng.integers(0, n_terms, size=rng.integers(0, 12)).astype(np.int32)  # repeats included
+        expected = index.get_scores_from_ids(tokens.tolist())
+        assert np.array_equal(score_query(index, tokens).view(np.uint32), expected.view(np.uint32))
