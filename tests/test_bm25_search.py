@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,8 @@ from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
 from hardneg.retrieve.bm25_search import score_query, top_k_by_score_then_id
 
 METHODS = ["lucene", "robertson", "atire", "bm25l", "bm25+"]
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed"))]
 
 
 def reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -49,8 +53,8 @@ def reference_retrieve(retriever: BM25Retriever, data: RetrievalData, depth: int
     return doc_ids, scores, positive_scores
 
 
-def assert_same_as_reference(data: RetrievalData, config: BM25Config, depth: int) -> None:
-    retriever = BM25Retriever(config)
+def assert_same_as_reference(data: RetrievalData, config: BM25Config, depth: int, backend: str) -> None:
+    retriever = BM25Retriever(config, backend=backend)
     cands = retriever.retrieve(data, depth, show_progress=False)
     ref_ids, ref_scores, ref_positive = reference_retrieve(retriever, data, depth)
     np.testing.assert_array_equal(cands.doc_ids, ref_ids)
@@ -87,19 +91,40 @@ def test_top_k_orders_by_score_then_document_row():
     assert top_k_by_score_then_id(rows, scores, 4).tolist() == [4, 1, 5, 2]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("depth", [1, 7, 500])
-def test_bm25_equals_the_per_query_loop_on_tied_data(method, depth):
-    assert_same_as_reference(tied_data(), BM25Config(method=method), depth)
+def test_bm25_equals_the_per_query_loop_on_tied_data(method, depth, backend):
+    assert_same_as_reference(tied_data(), BM25Config(method=method), depth, backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("method", METHODS)
-def test_bm25_equals_the_per_query_loop_on_text(tiny_train, method):
-    assert_same_as_reference(tiny_train, BM25Config(method=method), 20)
+def test_bm25_equals_the_per_query_loop_on_text(tiny_train, method, backend):
+    assert_same_as_reference(tiny_train, BM25Config(method=method), 20, backend)
 
 
-def test_bm25_equals_the_per_query_loop_without_stemming_or_stopwords(tiny_train):
-    assert_same_as_reference(tiny_train, BM25Config(stemmer=None, stopwords=None), 50)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bm25_equals_the_per_query_loop_without_stemming_or_stopwords(tiny_train, backend):
+    assert_same_as_reference(tiny_train, BM25Config(stemmer=None, stopwords=None), 50, backend)
+
+
+def test_bm25_unknown_backend_is_a_clear_error(tiny_train):
+    from hardneg.errors import HardnegError
+
+    with pytest.raises(HardnegError, match="backend must be auto, numpy or numba"):
+        BM25Retriever(backend="gpu").retrieve(tiny_train, 5, show_progress=False)
+
+
+def test_bm25_numba_backend_without_numba_says_how_to_install(tiny_train, monkeypatch):
+    from hardneg.errors import HardnegError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real_find_spec(name, *a))
+    with pytest.raises(HardnegError, match="pip install numba"):
+        BM25Retriever(backend="numba").retrieve(tiny_train, 5, show_progress=False)
+    # auto falls back to numpy and gives the reference result
+    assert_same_as_reference(tiny_train, BM25Config(), 5, "auto")
 
 
 @pytest.mark.parametrize("method", METHODS)

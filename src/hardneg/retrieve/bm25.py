@@ -9,7 +9,7 @@ import numpy as np
 
 from hardneg.candidates import Candidates, positive_score_matrix
 from hardneg.errors import HardnegError
-from hardneg.retrieve.bm25_search import search_bm25
+from hardneg.retrieve.bm25_search import Backend, search_bm25
 from hardneg.store import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,11 @@ class BM25Retriever:
 
     name = "bm25"
 
-    def __init__(self, config: BM25Config | None = None) -> None:
+    def __init__(self, config: BM25Config | None = None, *, backend: Backend = "auto") -> None:
+        """``backend``: how the search runs (``numpy``, ``numba`` or ``auto``: numba when it is installed).
+        Every backend gives the same candidates bit for bit, so it is not part of :meth:`key`."""
         self.config = config or BM25Config()
+        self.backend = backend
         self._stemmer = _load_stemmer(self.config.stemmer)
         _check_stopwords(self.config.stopwords)
 
@@ -68,11 +71,9 @@ class BM25Retriever:
         )
         token_ids = [np.asarray(index.get_tokens_ids(tokens), dtype=np.int32) for tokens in query_tokens]
         doc_ids, scores, positive_flat = search_bm25(
-            index, token_ids, depth, data.positives, show_progress=show_progress
+            index, token_ids, depth, data.positives, backend=self.backend, show_progress=show_progress
         )
-        positive_scores = positive_score_matrix(
-            data.positives, np.concatenate(positive_flat) if positive_flat else np.empty(0, np.float32)
-        )
+        positive_scores = positive_score_matrix(data.positives, positive_flat)
         return Candidates.from_single(self.name, data.queries.ids, doc_ids, scores, positive_scores)
 
 

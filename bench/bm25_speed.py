@@ -1,0 +1,158 @@
+"""BM25 search speed: hardneg's search (numpy and numba) vs its old per-query loop vs bm25s' own retrieve.
+
+Corpus: debian-desc full (51,797 package descriptions) twice, the second copy with every
+fifth word dropped and ids suffixed, so ~100 k distinct documents; queries: the package
+synopses. Each way of searching runs in its own child process on the same index settings
+(lucene, k1=1.5, b=0.75, English stemmer and stopwords), top-100 per query. Timed: search
+only (tokenising and indexing are the same for all); numba code is compiled before the
+clock starts. Peak RSS: the child's high-water mark, reset once the index is built: the
+search's peak, next to the RSS it started from (index, texts, interpreter).
+
+    .venv/bin/python bench/bm25_speed.py                # 20,000 queries
+    .venv/bin/python bench/bm25_speed.py --queries 51797 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path("/work/shared/data/debian-desc/full")
+WAYS = ["old-loop", "hardneg-numpy", "hardneg-numba", "bm25s-numpy", "bm25s-numba"]
+DEPTH = 100
+
+
+def corpus_texts() -> list[str]:
+    texts = [json.loads(line)["text"] for line in (DATA / "corpus.jsonl").open()]
+    return texts + [" ".join(w for i, w in enumerate(t.split()) if i % 5 != 4) for t in texts]
+
+
+def query_texts(n: int) -> list[str]:
+    return [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open()][:n]
+
+
+def old_loop(index, token_ids, depth):
+    """hardneg's BM25 search before the batched one, verbatim: one dense score vector per query."""
+    k = min(depth, index.scores["num_docs"])
+    doc_ids = np.full((len(token_ids), depth), -1, dtype=np.int32)
+    scores = np.full((len(token_ids), depth), np.nan, dtype=np.float32)
+    for row, tokens in enumerate(token_ids):
+        all_scores = index.get_scores_from_ids(list(tokens))
+        if k >= len(all_scores):
+            part = np.arange(len(all_scores))
+        else:
+            part = np.argpartition(-all_scores, k - 1)[:k]
+            part = np.flatnonzero(all_scores >= all_scores[part].min())
+        top = part[np.lexsort((part, -all_scores[part]))][:k]
+        top = top[all_scores[top] > 0]
+        doc_ids[row, : len(top)] = top
+        scores[row, : len(top)] = all_scores[top]
+    return doc_ids, scores
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_one(way: str, n_queries: int, out: Path) -> dict:
+    import bm25s
+    import Stemmer
+
+    from hardneg.retrieve.bm25_search import search_bm25
+
+    stemmer = Stemmer.Stemmer("english")
+    backend = "numba" if way == "bm25s-numba" else "numpy"
+    index = bm25s.BM25(k1=1.5, b=0.75, method="lucene", backend=backend)
+    index.index(bm25s.tokenize(corpus_texts(), stopwords="en", stemmer=stemmer, show_progress=False),
+                show_progress=False)
+    tokens = bm25s.tokenize(query_texts(n_queries), stopwords="en", stemmer=stemmer, return_ids=False,
+                            show_progress=False)
+    token_ids = [np.asarray(index.get_tokens_ids(t), dtype=np.int32) for t in tokens]
+    no_positives = [np.empty(0, np.int32)] * len(token_ids)
+    index_rss = peak_rss_mb()
+
+    def search(ids):
+        if way == "old-loop":
+            return old_loop(index, ids, DEPTH)
+        if way.startswith("hardneg"):
+            return search_bm25(index, ids, DEPTH, no_positives[: len(ids)], backend=way.split("-")[1],
+                               show_progress=False)[:2]
+        # bm25s' own retrieve, as a user calls it (ids in, top-k out, its own tie order)
+        names = [[t for t in q] for q in tokens[: len(ids)]]
+        docs, scores = index.retrieve(names, k=DEPTH, show_progress=False, n_threads=-1 if way == "bm25s-numba" else 0,
+                                      backend_selection="numba" if way == "bm25s-numba" else "numpy")
+        return docs.astype(np.int32), scores.astype(np.float32)
+
+    search(token_ids[:50])  # compile (numba) / warm up, outside the clock
+    reset_peak_rss()
+    before_rss = peak_rss_mb()  # the high-water mark starts again from the current RSS
+    start = time.perf_counter()
+    doc_ids, scores = search(token_ids)
+    seconds = time.perf_counter() - start
+    np.savez(out, doc_ids=doc_ids, scores=scores)
+    return {"way": way, "n_docs": int(index.scores["num_docs"]), "queries": len(token_ids), "seconds": seconds,
+            "queries_per_s": len(token_ids) / seconds, "index_peak_rss_mb": index_rss,
+            "rss_before_search_mb": before_rss, "search_peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--ways", nargs="+", default=WAYS, choices=WAYS)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", choices=WAYS, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.queries, args.out)))
+        return
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        print("numba is not installed: the numba rows are skipped (pip install 'hardneg[fast]').", file=sys.stderr)
+        args.ways = [w for w in args.ways if not w.endswith("numba")]
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for way in args.ways:
+            out = Path(tmp) / f"{way}.npz"
+            child = subprocess.run([sys.executable, __file__, "--one", way, "--queries", str(args.queries),
+                                    "--out", str(out)], check=True, capture_output=True, text=True)
+            rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            results[way] = np.load(out)
+    reference = results.get("old-loop")
+    for row in rows:
+        if reference is not None and row["way"].startswith("hardneg"):
+            got = results[row["way"]]
+            row["identical_to_old_loop"] = bool(np.array_equal(got["doc_ids"], reference["doc_ids"]) and np.array_equal(
+                got["scores"].view(np.uint32), reference["scores"].view(np.uint32)))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    base = {r["way"]: r for r in rows}
+    old = base.get("old-loop")
+    print(f"{rows[0]['n_docs']:,} documents, {rows[0]['queries']:,} queries, top-{DEPTH}")
+    print(f"{'way':<15} {'queries/s':>10} {'x old loop':>11} {'RSS before MB':>14} {'search peak MB':>15} "
+          f"{'peak x old':>11} {'identical':>10}")
+    for r in rows:
+        ratio = r["queries_per_s"] / old["queries_per_s"] if old else float("nan")
+        rss_ratio = r["search_peak_rss_mb"] / old["search_peak_rss_mb"] if old else float("nan")
+        print(f"{r['way']:<15} {r['queries_per_s']:>10,.0f} {ratio:>11.2f} {r['rss_before_search_mb']:>14,.0f} "
+              f"{r['search_peak_rss_mb']:>15,.0f} {rss_ratio:>11.2f} {str(r.get('identical_to_old_loop', '')):>10}")
+
+
+if __name__ == "__main__":
+    main()
