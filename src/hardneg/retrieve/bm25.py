@@ -62,6 +62,7 @@ class BM25Retriever:
         )
         index = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
         index.index(corpus_tokens, show_progress=show_progress)
+        del corpus_tokens  # Python lists of every token: more than the index itself; not needed to search
         query_tokens = bm25s.tokenize(
             list(data.queries.texts),
             stopwords=cfg.stopwords,
