@@ -708,7 +708,7 @@ def test_value_types_check_their_invariants() -> None:
     corpus = Corpus(ids=("a", "b"), titles=("", ""), texts=("x", "y"))
     queries = Queries(ids=("q",), texts=("t",))
     with pytest.raises(HardnegError, match="one positive list"):
-        RetrievalData(corpus, queries, positives=(), grades=(), source="test")
+        RetrievalData(corpus, queries, positives=(), grades=())
     with pytest.raises(HardnegError, match="one grade per positive"):
         RetrievalData(corpus, queries, (np.array([0], np.int32),), (np.array([], np.int32),))
     with pytest.raises(HardnegError, match="outside the corpus"):
@@ -732,3 +732,28 @@ def test_loaded_positive_arrays_are_read_only() -> None:
     data = load_beir(TINY)
     with pytest.raises(ValueError):
         data.positives[0][0] = 3
+
+
+def test_data_source_is_a_record_that_reloads_the_same_data(tmp_path: Path) -> None:
+    from hardneg.data import DataSource, reload
+
+    beir = load_beir(TINY, split="test")
+    record = json.loads(json.dumps(beir.origin.to_dict()))
+    assert DataSource.from_dict(record) == beir.origin == DataSource("beir", path=str(TINY), split="test")
+    assert reload(DataSource.from_dict(record)).fingerprint() == beir.fingerprint()
+
+    write_lines(tmp_path / "p.jsonl", [{"q": "a query", "p": "its positive"}])
+    (tmp_path / "c.txt").write_text("one passage\nits positive\n", encoding="utf-8")
+    pairs = load_pairs(tmp_path / "p.jsonl", query_column="q", positive_column="p", corpus=tmp_path / "c.txt")
+    assert pairs.origin.kind == "pairs" and pairs.origin.corpus == str(tmp_path / "c.txt")
+    assert pairs.source == f"pairs file {tmp_path / 'p.jsonl'} with corpus {tmp_path / 'c.txt'}"
+    again = reload(DataSource.from_dict(json.loads(json.dumps(pairs.origin.to_dict()))))
+    assert again.fingerprint() == pairs.fingerprint()
+
+    cut = beir.subset([0]).subset([0])
+    assert cut.origin.subset == (1, len(beir.queries))
+    assert cut.source == f"BEIR folder {TINY} (split test) (subset: 1 of {len(beir.queries)} queries)"
+    with pytest.raises(HardnegError, match="only a BEIR folder or a pairs file"):
+        reload(DataSource("hf", rows=3))
+    with pytest.raises(HardnegError, match="Not a data-source record"):
+        DataSource.from_dict({"kind": "beir", "folder": "x"})

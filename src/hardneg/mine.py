@@ -82,7 +82,7 @@ class Miner:
             return self._rescored(data, found, None), False
         key = fingerprint(data.fingerprint(), self.retriever.key(), self.depth)
         path, manifest = self.run_dir.candidates(key), self.run_dir.candidates_manifest(key)
-        record = {"data": data.source, "data_fingerprint": data.fingerprint(),
+        record = {"data": data.source, "data_source": data.origin.to_dict(), "data_fingerprint": data.fingerprint(),
                   "retriever_key": self.retriever.key(), "depth": self.depth}
         saved = read_artifact(path, Candidates.load, what="candidates")
         if saved is not None:

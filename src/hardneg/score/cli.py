@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hardneg.errors import HardnegError
@@ -25,9 +25,6 @@ examples:
 
 Interrupted? Run the same command again: training resumes from its last checkpoint.
 """
-
-_BEIR_SOURCE = re.compile(r"^BEIR folder (?P<path>.*) \(split (?P<split>[^()]*)\)(?: \(subset: \d+ of \d+ queries\))?$")
-_PAIRS_SOURCE = re.compile(r"^pairs file (?P<path>.*?)(?: with corpus (?P<corpus>.*?))?(?: \(subset: \d+ of \d+ queries\))?$")
 
 
 def add_teacher_args(p: argparse.ArgumentParser) -> None:
@@ -176,7 +173,7 @@ def cmd_train_reranker(args) -> int:
 
 def _recorded_data(manifest: dict, args):
     """Load the data a run's candidates were mined from: --data, else the path the run recorded."""
-    from hardneg.data import load
+    from hardneg.data import DataSource, load, reload
 
     kwargs = {"query_column": args.query_column, "positive_column": args.positive_column}
     if args.data:
@@ -185,14 +182,15 @@ def _recorded_data(manifest: dict, args):
         split = data_split(args.data, args.split, "train")
         return load(args.data, split=split, corpus=args.corpus, **kwargs) if not Path(args.data).is_dir() \
             else load(args.data, split=split)
-    source = manifest.get("data", "")
-    beir, pairs = _BEIR_SOURCE.match(source), _PAIRS_SOURCE.match(source)
-    if beir and Path(beir["path"]).is_dir():
-        return load(beir["path"], split=args.split or beir["split"])
-    if pairs and Path(pairs["path"]).is_file():
-        return load(pairs["path"], corpus=pairs["corpus"], **kwargs)
+    record = manifest.get("data_source")
+    source = DataSource.from_dict(record) if isinstance(record, dict) else None
+    if source is not None and source.kind == "beir" and Path(source.path).is_dir():
+        return reload(replace(source, split=args.split or source.split))
+    if source is not None and source.kind == "pairs" and Path(source.path).is_file():
+        return reload(source)
     raise HardnegError(
-        f"Cannot reload the run's data from its record {source!r}; pass it with --data PATH (and --split)."
+        f"Cannot reload the run's data from its record {manifest.get('data', '')!r}; pass it with --data PATH "
+        "(and --split)."
     )
 
 

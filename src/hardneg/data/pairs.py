@@ -1,0 +1,310 @@
+"""Pairs files: (query, positive text or texts) rows as JSON Lines, CSV, TSV or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hardneg.data.readers import (
+    JSON_SUFFIXES,
+    CorpusRead,
+    base_suffix,
+    is_gz,
+    iter_json_lines,
+    json_type,
+    read_corpus_file,
+)
+from hardneg.data.values import Corpus, DataSource, Queries, RetrievalData
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger(__name__)
+
+PAIRS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+
+
+class PairsBuilder:
+    """Collects (query, positive) cells and turns them into RetrievalData."""
+
+    def __init__(self, corpus: CorpusRead | Corpus | None, corpus_name: str) -> None:
+        self.query_positives: dict[str, list[int]] = {}
+        self.empty_cells = 0
+        self.first_empty_where = ""
+        self.corpus_name = corpus_name
+        self.appended = 0
+        self.corpus_empty: str = ""
+        if isinstance(corpus, CorpusRead):
+            if corpus.empty_ids:
+                self.corpus_empty = corpus.empty_summary()
+            corpus = corpus.corpus
+        self.ids: list[str] = list(corpus.ids) if corpus is not None else []
+        self.titles: list[str] = list(corpus.titles) if corpus is not None else []
+        self.texts: list[str] = list(corpus.texts) if corpus is not None else []
+        self.has_corpus = corpus is not None
+        self.by_passage: dict[str, int] = {}
+        self.by_text: dict[str, int] = {}
+        if corpus is not None:
+            for row, passage in enumerate(corpus.passages):
+                self.by_passage.setdefault(passage, row)
+            for row, text in enumerate(corpus.texts):
+                self.by_text.setdefault(text, row)
+        self.taken_ids = set(self.ids)
+        self.next_id = len(self.ids)
+
+    def _row_for(self, text: str) -> int:
+        row = self.by_passage.get(text)
+        if row is None:
+            row = self.by_text.get(text)
+        if row is not None:
+            return row
+        while f"d{self.next_id}" in self.taken_ids:
+            self.next_id += 1
+        doc_id = f"d{self.next_id}"
+        self.next_id += 1
+        self.taken_ids.add(doc_id)
+        row = len(self.ids)
+        self.ids.append(doc_id)
+        self.titles.append("")
+        self.texts.append(text)
+        self.by_passage[text] = row
+        if self.has_corpus:
+            self.appended += 1
+        return row
+
+    def add(
+        self,
+        query: object,
+        positive: object,
+        where: Callable[[], str],
+        query_column: str,
+        positive_column: str,
+    ) -> None:
+        if not isinstance(query, str):
+            raise HardnegError(
+                f"{where()}: column {query_column!r} must hold the query text as a string, got "
+                f"{json_type(query)} {query!r}."
+            )
+        if not query.strip():
+            raise HardnegError(
+                f"{where()}: empty query text in column {query_column!r}; expected a non-empty query. "
+                "Fill it in or remove the row."
+            )
+        if positive is None:
+            cells: Sequence[object] = ()
+        elif isinstance(positive, str):
+            cells = (positive,)
+        elif isinstance(positive, (list, tuple)):
+            cells = positive
+        elif isinstance(positive, np.ndarray):
+            cells = positive.tolist()
+        else:
+            raise HardnegError(
+                f"{where()}: column {positive_column!r} must hold a positive text or a list of them, got "
+                f"{json_type(positive)} {positive!r}."
+            )
+        rows = self.query_positives.setdefault(query, [])
+        empty_here = len(cells) == 0
+        for cell in cells:
+            if cell is None or (isinstance(cell, str) and not cell.strip()):
+                empty_here = True
+                continue
+            if not isinstance(cell, str):
+                raise HardnegError(
+                    f"{where()}: column {positive_column!r} must hold strings, got {json_type(cell)} {cell!r} "
+                    f"for query {query[:80]!r}."
+                )
+            rows.append(self._row_for(cell))
+        if empty_here:
+            self.empty_cells += 1
+            if not self.first_empty_where:
+                self.first_empty_where = where()
+
+    def build(self, source: DataSource, origin: str) -> RetrievalData:
+        """The collected pairs as data; ``origin`` names the input in messages."""
+        kept = [(text, rows) for text, rows in self.query_positives.items() if rows]
+        self._log_skipped(origin, dropped=len(self.query_positives) - len(kept))
+        if not kept:
+            raise HardnegError(
+                f"{origin}: no query has a non-empty positive ({len(self.query_positives)} distinct queries read); "
+                "expected at least one. Check the column names and the file's content."
+            )
+        if self.appended:
+            logger.info(
+                "%d positive(s) of %s were not found in corpus %s and were appended to it as new documents.",
+                self.appended,
+                origin,
+                self.corpus_name,
+            )
+        positives = [_frozen(np.unique(np.asarray(rows, dtype=np.int32))) for _, rows in kept]
+        return RetrievalData(
+            corpus=Corpus(tuple(self.ids), tuple(self.titles), tuple(self.texts)),
+            queries=Queries(tuple(f"q{i}" for i in range(len(kept))), tuple(text for text, _ in kept)),
+            positives=tuple(positives),
+            grades=tuple(_frozen(np.ones(len(pos), dtype=np.int32)) for pos in positives),
+            origin=source,
+        )
+
+    def _log_skipped(self, origin: str, *, dropped: int) -> None:
+        """One warning for empty corpus documents and empty positive cells."""
+        if not (self.empty_cells or self.corpus_empty):
+            return
+        parts = []
+        if self.corpus_empty:
+            parts.append(self.corpus_empty)
+        if self.empty_cells:
+            parts.append(
+                f"skipped {self.empty_cells} empty positive cell(s) in {origin} "
+                f"(first at {self.first_empty_where}); "
+                f"{dropped} quer{'y' if dropped == 1 else 'ies'} left without a positive and not loaded"
+            )
+        logger.warning("%s. Fill in or remove those rows.", "; ".join(parts))
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+def missing_columns_error(where: str, wanted: Sequence[str], present: Iterable[str], what: str) -> HardnegError:
+    missing = [c for c in wanted if c not in set(present)]
+    return HardnegError(
+        f"{where}: missing column(s) {', '.join(repr(c) for c in missing)}; {what} has {sorted(present)}. "
+        "Pass query_column= / positive_column= to name the columns to use."
+    )
+
+
+def _pairs_from_json(path: Path, builder: PairsBuilder, query_column: str, positive_column: str) -> None:
+    for lineno, obj in iter_json_lines(path):
+        if query_column not in obj or positive_column not in obj:
+            raise missing_columns_error(f"{path}:{lineno}", (query_column, positive_column), obj, "the record")
+        builder.add(
+            obj[query_column], obj[positive_column], lambda n=lineno: f"{path}:{n}", query_column, positive_column
+        )
+
+
+def _pairs_from_delimited(path: Path, builder: PairsBuilder, query_column: str, positive_column: str) -> None:
+    delimiter = "\t" if base_suffix(path) == ".tsv" else ","
+    try:
+        raw = gzip.open(path, "rb") if is_gz(path) else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise HardnegError(f"{path}: cannot open ({exc}).") from None
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise HardnegError(
+                    f"{path}: empty file; expected a header row naming the columns "
+                    f"{query_column!r} and {positive_column!r}."
+                ) from None
+            if query_column not in header or positive_column not in header:
+                raise missing_columns_error(f"{path}:1", (query_column, positive_column), header, "the header")
+            qi, pi = header.index(query_column), header.index(positive_column)
+            width = len(header)
+            for record in reader:
+                lineno = reader.line_num
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if len(record) != width:
+                    raise HardnegError(
+                        f"{path}:{lineno}: expected {width} fields like the header, got {len(record)}. "
+                        "Quote fields that contain the delimiter, quotes or line breaks."
+                    )
+                builder.add(record[qi], record[pi], lambda n=lineno: f"{path}:{n}", query_column, positive_column)
+        except csv.Error as exc:
+            raise HardnegError(
+                f"{path}:{reader.line_num}: cannot parse ({exc}); fix the quoting of that line."
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise HardnegError(
+                f"{path}: near line {reader.line_num + 1}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8."
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise HardnegError(f"{path}: could not read after line {reader.line_num} ({exc}).") from None
+
+
+def _pairs_from_parquet(path: Path, builder: PairsBuilder, query_column: str, positive_column: str) -> None:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise HardnegError("Reading Parquet needs pyarrow: pip install 'pyarrow>=14'") from None
+    try:
+        names = list(pq.read_schema(path).names)
+        if query_column not in names or positive_column not in names:
+            raise missing_columns_error(str(path), (query_column, positive_column), names, "the file")
+        table = pq.read_table(path, columns=[query_column, positive_column])
+    except HardnegError:
+        raise
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for corrupt files
+        raise HardnegError(f"{path}: cannot read as Parquet ({exc}).") from None
+    queries = table.column(query_column).to_pylist()
+    positives = table.column(positive_column).to_pylist()
+    for index, (query, positive) in enumerate(zip(queries, positives)):
+        builder.add(query, positive, lambda n=index: f"{path}: row {n + 1}", query_column, positive_column)
+
+
+def load_pairs(
+    path: str | Path,
+    *,
+    query_column: str = "query",
+    positive_column: str = "positive",
+    corpus: str | Path | None = None,
+) -> RetrievalData:
+    """Load (query, positive) pairs.
+
+    Formats: JSON Lines (``.jsonl``/``.json``), ``.csv``, ``.tsv`` (with a header
+    row) and ``.parquet``; the text formats may be gzipped. A positive cell is a
+    string or a list of strings; rows repeating a query text merge their positives.
+    Queries get ids ``q0, q1, ...`` in order of first appearance.
+
+    Without ``corpus`` the corpus is the positive texts, deduplicated by exact text,
+    with ids ``d0, d1, ...``. With ``corpus`` (a BEIR ``corpus.jsonl(.gz)``, a folder
+    holding one, or a ``.txt(.gz)`` with one passage per line whose line ``n`` gets
+    id ``d{n-1}``), each positive is matched to the document whose passage
+    (``"{title} {text}"``) or text equals it exactly; positives not found are
+    appended to the corpus as new documents and counted in an INFO log line.
+
+    Empty positive cells are skipped, counted and reported in one warning.
+
+    Args:
+        path: the pairs file.
+        query_column: column holding the query text.
+        positive_column: column holding the positive text(s).
+        corpus: optional corpus file to mine negatives from.
+
+    Returns:
+        The loaded data.
+
+    Raises:
+        HardnegError: the file is missing, of an unknown format, lacks a column, or
+            a row is malformed (the message names file and line).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise HardnegError(f"{file}: no such file; expected a pairs file ({', '.join(PAIRS_SUFFIXES)}).")
+    suffix = base_suffix(file)
+    if suffix not in PAIRS_SUFFIXES or (suffix == ".parquet" and is_gz(file)):
+        raise HardnegError(
+            f"{file}: unsupported pairs format; expected one of {', '.join(PAIRS_SUFFIXES)} "
+            "(the text formats optionally gzipped as .gz)."
+        )
+    corpus_read = read_corpus_file(corpus) if corpus is not None else None
+    corpus_name = str(corpus_read.path) if corpus_read is not None else ""
+    builder = PairsBuilder(corpus_read, corpus_name)
+    if suffix in JSON_SUFFIXES:
+        _pairs_from_json(file, builder, query_column, positive_column)
+    elif suffix == ".parquet":
+        _pairs_from_parquet(file, builder, query_column, positive_column)
+    else:
+        _pairs_from_delimited(file, builder, query_column, positive_column)
+    source = DataSource("pairs", path=str(file), corpus=corpus_name, query_column=query_column,
+                        positive_column=positive_column)
+    data = builder.build(source, str(file))
+    logger.info("Loaded %s: %d documents, %d queries.", data.source, len(data.corpus), len(data.queries))
+    return data
