@@ -341,6 +341,7 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    from hardneg.choices import SAMPLING
     from hardneg.train.topics import BATCHINGS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -356,7 +357,7 @@ def main(argv=None) -> int:
                    help="candidates of the dense settings: the student alone, or BM25 + student fused by RRF")
     p.add_argument("--batching", choices=BATCHINGS, default="random",
                    help="random batches (default) or topic-aware ones (hardneg.train.topics)")
-    p.add_argument("--sampling", choices=("top", "random", "simans"), default="top",
+    p.add_argument("--sampling", choices=SAMPLING, default="top",
                    help="how the dense settings pick negatives among the survivors (default top)")
     p.add_argument("--margin", type=float, default=0.05,
                    help="TopK-PercPos relative margin: negatives score below (1 - margin) x positive (default 0.05)")

@@ -219,3 +219,32 @@ def test_short_queries_are_counted_once_and_the_stage_totals_reach_the_output():
     assert sel.dropped["short_query"] == 1  # q2's one sampled negative never reaches the output
     assert sel.dropped["padding"] == -1  # one random negative added to q1
     assert sel.n_candidates - sum(sel.dropped.values()) == int((sel.negatives != -1).sum()) == 6
+
+
+def test_every_choice_list_is_spelled_once_and_its_literal_agrees() -> None:
+    import typing
+
+    from hardneg import choices
+
+    pairs = [("Sampling", "SAMPLING"), ("IfShort", "IF_SHORT"), ("ScoreSource", "SCORE_SOURCES"),
+             ("DenoiseRule", "DENOISE_RULES"), ("RetrieverKind", "RETRIEVERS"), ("Fusion", "FUSIONS"),
+             ("IndexKind", "INDEX_KINDS"), ("Precision", "PRECISIONS")]
+    for literal, values in pairs:
+        assert typing.get_args(getattr(choices, literal)) == getattr(choices, values), literal
+    with pytest.raises(HardnegError, match="sampling must be one of top, random, simans; got 'best'"):
+        SelectionConfig(sampling="best")
+
+
+def test_stage_table_declares_requirements_and_order() -> None:
+    from hardneg.select.stages import FILTERS, STAGES, needs_positive_scores, needs_teacher
+
+    assert STAGES == ("positive_id", "positive_text", "duplicate_text", "rank_window", "max_score", "min_score",
+                      "absolute_margin", "relative_margin", "denoise", "not_sampled", "short_query", "padding")
+    assert {s.name for s in FILTERS if s.needs_positive_scores} == {"absolute_margin", "relative_margin"}
+    assert {s.name for s in FILTERS if s.needs_teacher} == {"denoise"}
+    assert not needs_positive_scores(SelectionConfig())
+    assert needs_positive_scores(SelectionConfig(relative_margin=0.05))
+    assert needs_positive_scores(SelectionConfig(sampling="simans"))
+    assert not needs_teacher(SelectionConfig())
+    assert needs_teacher(SelectionConfig(denoise="absolute"))
+    assert needs_teacher(SelectionConfig(score_source="teacher"))

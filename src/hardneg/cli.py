@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from hardneg.choices import FUSIONS, IF_SHORT, INDEX_KINDS, PRECISIONS, RETRIEVERS, SAMPLING
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger("hardneg")
@@ -99,11 +100,11 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str = "train") -> 
 def _add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False) -> None:
     g = p.add_argument_group("retrieval")
     if trains_model:
-        g.add_argument("--retriever", choices=["bm25", "dense", "hybrid"],
+        g.add_argument("--retriever", choices=RETRIEVERS,
                        help="candidate source for the hard negatives (default: dense, with the model being trained)")
         g.add_argument("--model", help="sentence-transformers model to fine-tune: a name or a local path")
     else:
-        g.add_argument("--retriever", choices=["bm25", "dense", "hybrid"],
+        g.add_argument("--retriever", choices=RETRIEVERS,
                        help="candidate source (default: dense when --model is given, else bm25)")
         g.add_argument("--model", help="sentence-transformers model name or local path; on its own it means "
                        "--retriever dense (also used by hybrid)")
@@ -113,10 +114,10 @@ def _add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = Fals
     g.add_argument("--batch-size", type=int, default=64, help="most texts per encoding batch (default: 64)")
     g.add_argument("--max-batch-tokens", type=int, default=4096,
                    help="most padded tokens per encoding batch; bounds memory on long texts (default: 4096)")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="encoding precision; auto = bf16 where the CPU/GPU has it (default: auto)")
-    g.add_argument("--index", choices=["flat", "hnsw", "ivf"], default="flat", help="FAISS index (default: flat, exact)")
-    g.add_argument("--fusion", choices=["rrf", "union"], default="rrf", help="hybrid fusion (default: rrf)")
+    g.add_argument("--index", choices=INDEX_KINDS, default="flat", help="FAISS index (default: flat, exact)")
+    g.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion (default: rrf)")
     g.add_argument("--stemmer", default="english", help="BM25 stemmer language, or 'none' (default: english)")
     g.add_argument("--stopwords", default="en", help="BM25 stopword list, or 'none' (default: en)")
     g.add_argument("--depth", type=int, help="candidates retrieved per query (default: max(100, range-max + 10))")
@@ -138,10 +139,10 @@ def _add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: 
     margin.add_argument("--relative-margin", type=margin_or_none,
                         help="keep only score <= positive - |positive| * M (TopK-PercPos; 0.05 = 95%%); "
                         f"'none' for no margin (default: {default})")
-    g.add_argument("--sampling", choices=["top", "random", "simans"], default="top", help="how negatives are drawn (default: top)")
+    g.add_argument("--sampling", choices=SAMPLING, default="top", help="how negatives are drawn (default: top)")
     g.add_argument("--simans-a", type=float, default=20.0, help="SimANS sharpness (default: 20, for cosine scores)")
     g.add_argument("--simans-b", type=float, default=0.0, help="SimANS offset from the positive score (default: 0)")
-    g.add_argument("--if-short", choices=["drop", "pad", "keep"], default=default_if_short,
+    g.add_argument("--if-short", choices=IF_SHORT, default=default_if_short,
                    help="queries with too few negatives: drop, pad with random documents, or keep short "
                    f"(default: {default_if_short})")
     g.add_argument("--keep-duplicate-texts", action="store_true",

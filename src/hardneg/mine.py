@@ -11,6 +11,7 @@ from hardneg.candidates import Candidates
 from hardneg.errors import HardnegError
 from hardneg.report import MiningReport
 from hardneg.select import Selection, SelectionConfig, select_negatives
+from hardneg.select.stages import AFTER_FILTERS, LOOSEN
 from hardneg.store import RunDir, fingerprint, read_artifact, save_json_artifact
 from hardneg.text import text_keys
 
@@ -149,8 +150,7 @@ class Miner:
 def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:
     """Why a selection kept no query, and what to change."""
     total = selection.queries.get("total", 0)
-    consequences = ("not_sampled", "short_query", "padding")  # not filters: what follows from them
-    stages = sorted(((n, name) for name, n in selection.dropped.items() if n > 0 and name not in consequences),
+    stages = sorted(((n, name) for name, n in selection.dropped.items() if n > 0 and name not in AFTER_FILTERS),
                     reverse=True)
     biggest = ", ".join(f"{name} {n}" for n, name in stages[:3]) or "none"
     message = (f"No query kept any negatives: all {total} queries ended with fewer than {config.num_negatives} "
@@ -164,10 +164,3 @@ def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:
     return message + (f" Lower --num-negatives, loosen {', '.join(flags) if flags else 'the filters'}, or use "
                       "--if-short keep with a list format; nothing was written.")
 
-
-# the flag that controls each filtering stage, for advice when a run keeps nothing
-LOOSEN = {
-    "rank_window": "--range-min/--range-max", "max_score": "--max-score", "min_score": "--min-score",
-    "absolute_margin": "--absolute-margin", "relative_margin": "--relative-margin (a smaller one, or none)",
-    "denoise": "--denoise-threshold", "duplicate_text": "--keep-duplicate-texts",
-}

@@ -60,10 +60,10 @@ def stage_rows(candidates: int, dropped: dict[str, int]) -> list[tuple[str, int,
     """``(stage, dropped, left)`` per selection stage, in pipeline order, with the running count left.
 
     ``dropped`` may come back from JSON with its keys sorted; the pipeline order
-    (:data:`hardneg.select.pipeline.STAGES`) is restored here. A negative count (padding)
+    (:data:`hardneg.select.stages.STAGES`) is restored here. A negative count (padding)
     adds negatives.
     """
-    from hardneg.select.pipeline import STAGES
+    from hardneg.select.stages import STAGES
 
     rank = {name: i for i, name in enumerate(STAGES)}
     rows, left = [], candidates

@@ -13,16 +13,16 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from hardneg.choices import PRECISIONS, Precision, check_choice
 from hardneg.errors import HardnegError
 from hardneg.store import fingerprint
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
 
 
 class Encoder(Protocol):
@@ -93,8 +93,7 @@ class SentenceTransformerEncoder:
         precision: Precision = "auto",
         device: str | None = None,
     ) -> None:
-        if precision not in ("auto", "fp32", "bf16"):
-            raise HardnegError(f"precision must be auto, fp32 or bf16; got {precision!r}.")
+        check_choice("precision", precision, PRECISIONS)
         if batch_size < 1:
             raise HardnegError(f"batch_size must be at least 1, got {batch_size}.")
         if max_batch_tokens < 1:

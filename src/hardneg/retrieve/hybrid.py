@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import numpy as np
 
 from hardneg.candidates import EMPTY, Candidates
+from hardneg.choices import FUSIONS, Fusion, check_choice
 from hardneg.errors import HardnegError
 from hardneg.retrieve.bm25 import BM25Retriever
 from hardneg.retrieve.dense import DenseRetriever
@@ -15,7 +15,6 @@ from hardneg.store import fingerprint
 
 logger = logging.getLogger(__name__)
 
-Fusion = Literal["rrf", "union"]
 
 
 def fuse(
@@ -42,8 +41,7 @@ def fuse(
         Cormack, Clarke, Buettcher, "Reciprocal rank fusion outperforms Condorcet and
         individual rank learning methods", SIGIR 2009.
     """
-    if fusion not in ("rrf", "union"):
-        raise HardnegError(f"fusion must be rrf or union; got {fusion!r}.")
+    check_choice("fusion", fusion, FUSIONS)
     names = list(lists)
     n = next(iter(lists.values()))[0].shape[0]
     out_ids = np.full((n, depth), EMPTY, dtype=np.int32)
@@ -82,8 +80,7 @@ class HybridRetriever:
     def __init__(
         self, bm25: BM25Retriever, dense: DenseRetriever, *, fusion: Fusion = "rrf", rrf_k: int = 60
     ) -> None:
-        if fusion not in ("rrf", "union"):
-            raise HardnegError(f"fusion must be rrf or union; got {fusion!r}.")
+        check_choice("fusion", fusion, FUSIONS)
         self.bm25, self.dense, self.fusion, self.rrf_k = bm25, dense, fusion, rrf_k
 
     def key(self) -> str:

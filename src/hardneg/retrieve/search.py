@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hardneg.candidates import EMPTY
+from hardneg.choices import INDEX_KINDS, IndexKind, check_choice
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "hnsw", "ivf"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,7 @@ class IndexConfig:
     block_size: int = 4096
 
     def __post_init__(self) -> None:
-        if self.kind not in ("flat", "hnsw", "ivf"):
-            raise HardnegError(f"index kind must be flat, hnsw or ivf; got {self.kind!r}.")
+        check_choice("index kind", self.kind, INDEX_KINDS)
 
     def to_dict(self) -> dict:
         return asdict(self)

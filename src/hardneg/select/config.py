@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
 
+from hardneg.choices import (
+    DENOISE_RULES,
+    IF_SHORT,
+    SAMPLING,
+    SCORE_SOURCES,
+    DenoiseRule,
+    IfShort,
+    Sampling,
+    ScoreSource,
+    check_choice,
+)
 from hardneg.errors import HardnegError
-
-Sampling = Literal["top", "random", "simans"]
-IfShort = Literal["drop", "pad", "keep"]
-ScoreSource = Literal["retriever", "teacher"]
-DenoiseRule = Literal["absolute", "relative", "probability"]
 
 
 @dataclass(frozen=True)
@@ -103,18 +108,15 @@ class SelectionConfig:
             )
         if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
             raise HardnegError(f"min_score {self.min_score} is above max_score {self.max_score}; swap them.")
-        if self.sampling not in ("top", "random", "simans"):
-            raise HardnegError(f"sampling must be one of top, random, simans; got {self.sampling!r}.")
-        if self.if_short not in ("drop", "pad", "keep"):
-            raise HardnegError(f"if_short must be one of drop, pad, keep; got {self.if_short!r}.")
+        check_choice("sampling", self.sampling, SAMPLING)
+        check_choice("if_short", self.if_short, IF_SHORT)
         if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
             raise HardnegError(f"relative_margin is a fraction in [0, 1), got {self.relative_margin}.")
         if self.simans_a <= 0:
             raise HardnegError(f"simans_a must be positive, got {self.simans_a}.")
-        if self.score_source not in ("retriever", "teacher"):
-            raise HardnegError(f"score_source must be retriever or teacher; got {self.score_source!r}.")
-        if self.denoise is not None and self.denoise not in ("absolute", "relative", "probability"):
-            raise HardnegError(f"denoise must be absolute, relative or probability; got {self.denoise!r}.")
+        check_choice("score_source", self.score_source, SCORE_SOURCES)
+        if self.denoise is not None:
+            check_choice("denoise", self.denoise, DENOISE_RULES)
         if self.denoise == "probability" and not 0 < self.denoise_threshold < 1:
             raise HardnegError(
                 f"denoise='probability' compares sigmoid(teacher logit) with a threshold in (0, 1); got "
@@ -122,15 +124,6 @@ class SelectionConfig:
             )
         if self.promote_denoised and self.denoise is None:
             raise HardnegError("promote_denoised needs a denoise rule (e.g. denoise='probability', denoise_threshold=0.9).")
-
-    @property
-    def needs_positive_scores(self) -> bool:
-        return self.absolute_margin is not None or self.relative_margin is not None or self.sampling == "simans"
-
-    @property
-    def needs_teacher(self) -> bool:
-        """True when selection reads teacher scores (the candidates must be rescored)."""
-        return self.score_source == "teacher" or self.denoise is not None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,14 +17,10 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from hardneg.candidates import EMPTY
-
-DenoiseRule = Literal["absolute", "relative", "probability"]
-DENOISE_RULES = ("absolute", "relative", "probability")
+from hardneg.choices import DENOISE_RULES, DenoiseRule
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

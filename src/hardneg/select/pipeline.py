@@ -12,15 +12,14 @@ from hardneg.errors import HardnegError
 from hardneg.select import denoise as denoising
 from hardneg.select import filters
 from hardneg.select.config import SelectionConfig
-from hardneg.select.sample import gumbel_top, pad_rows, simans_log_weights, take_top
+from hardneg.select.sample import pad_rows
+from hardneg.select.stages import SAMPLERS, STAGES, Pool, apply_filters, needs_positive_scores, needs_teacher
 
 logger = logging.getLogger(__name__)
 
 PADDING_SOURCE = "random"
 
-# Every selection stage, in the order select_negatives applies them (the report lists them so).
-STAGES = ("positive_id", "positive_text", "duplicate_text", "rank_window", "max_score", "min_score",
-          "absolute_margin", "relative_margin", "denoise", "not_sampled", "short_query", "padding")
+__all__ = ["PADDING_SOURCE", "STAGES", "Selection", "select_negatives"]
 
 
 @dataclass(frozen=True)
@@ -97,12 +96,13 @@ def select_negatives(
     text_keys: np.ndarray,
     config: SelectionConfig,
 ) -> Selection:
-    """Apply the selection pipeline.
+    """Filter, sample, fill short queries, gather: candidates become negatives.
 
-    Order: drop positives by id → by normalised text → repeated texts → rank window
-    (ranks among the surviving candidates) → ``max_score`` → ``min_score`` → absolute
-    margin → relative margin → teacher denoise → sample ``num_negatives`` → handle
-    short queries. With ``score_source="teacher"`` each row is first re-sorted by
+    The filters run in the order of :data:`hardneg.select.stages.FILTERS`: drop
+    positives by id → by normalised text → repeated texts → rank window (ranks among
+    the surviving candidates) → ``max_score`` → ``min_score`` → absolute margin →
+    relative margin → teacher denoise; then ``num_negatives`` are sampled and short
+    queries handled. With ``score_source="teacher"`` each row is first re-sorted by
     teacher logit, and every score step reads teacher logits.
 
     Args:
@@ -111,12 +111,55 @@ def select_negatives(
         text_keys: ``int64[n_docs]`` normalised-text keys (:func:`hardneg.text.text_keys`).
         config: the selection settings.
     """
+    candidates, pool = _prepare(candidates, positives, text_keys, config)
+    alive, dropped, hits = apply_filters(pool, config)
+    rng = np.random.default_rng(config.seed)
+    cols = SAMPLERS[config.sampling].draw(alive, pool, config, rng)
+    dropped["not_sampled"] = int(alive.sum() - (cols >= 0).sum())
+    picked = _gather(candidates, pool, cols)
+    denoised = None
+    if "denoise" in hits:
+        denoised = denoising.flagged_lists(pool.doc_ids, hits["denoise"], candidates.teacher_scores, pool.scores)
+    promoted = denoised[0] if denoised is not None and config.promote_denoised else None
+    keep, queries = _fill_short(picked, cols, pool, promoted, config, rng, dropped)
+    total = int((pool.doc_ids != EMPTY).sum())
+    query_rows = np.flatnonzero(keep).astype(np.int32)
+    logger.info("selected negatives for %d of %d queries (%d candidates)", len(query_rows), len(keep), total)
+    return Selection(
+        query_rows=query_rows,
+        negatives=picked.negatives[query_rows],
+        scores=picked.scores[query_rows],
+        sources=picked.sources[query_rows],
+        source_names=picked.source_names,
+        positive_scores=(
+            candidates.teacher_positive_scores if config.score_source == "teacher" else candidates.positive_scores
+        )[query_rows],
+        n_candidates=total,
+        dropped=dropped,
+        queries=queries,
+        score_source=config.score_source,
+        teacher_scores=picked.teacher_scores[query_rows] if picked.teacher_scores is not None else None,
+        teacher_positive_scores=(
+            candidates.teacher_positive_scores[query_rows] if candidates.teacher_scores is not None else None
+        ),
+        denoised=denoised[0][query_rows] if denoised is not None else None,
+        denoised_scores=denoised[1][query_rows] if denoised is not None else None,
+        denoised_selection_scores=denoised[2][query_rows] if denoised is not None else None,
+        denoise_rule=denoising.describe_rule(config.denoise, config.denoise_threshold) if config.denoise else "",
+        promoted=config.promote_denoised,
+    )
+
+
+def _prepare(
+    candidates: Candidates, positives: tuple[np.ndarray, ...], text_keys: np.ndarray, config: SelectionConfig
+) -> tuple[Candidates, Pool]:
+    """Check that the candidates carry what ``config`` reads; re-sort by teacher logit when it ranks by them."""
     if len(positives) != candidates.doc_ids.shape[0]:
         raise HardnegError(
             f"{candidates.doc_ids.shape[0]} candidate rows but {len(positives)} queries with positives: the candidates "
             "were mined for other data. Mine again, or use a fresh --run-dir."
         )
-    if config.needs_teacher and candidates.teacher_scores is None:
+    if needs_teacher(config) and candidates.teacher_scores is None:
         raise HardnegError(
             "This selection reads teacher scores (score_source='teacher' or a denoise rule), but the candidates "
             "carry none. Pass a cross-encoder (--cross-encoder MODEL, or Miner(..., teacher=CrossEncoderScorer(...))), "
@@ -127,139 +170,128 @@ def select_negatives(
         scores, positive_scores = candidates.teacher_scores, candidates.teacher_positive_scores
     else:
         scores, positive_scores = candidates.scores, candidates.positive_scores
-    doc_ids = candidates.doc_ids
-    alive = doc_ids != EMPTY
-    dropped: dict[str, int] = {}
-
-    def drop(name: str, fails: np.ndarray) -> None:
-        nonlocal alive
-        hit = alive & fails
-        dropped[name] = int(hit.sum())
-        alive = alive & ~hit
-
-    total = int(alive.sum())
-    drop("positive_id", filters.is_positive(doc_ids, positives))
-    if config.dedupe_texts:
-        drop("positive_text", filters.has_positive_text(doc_ids, positives, text_keys))
-        drop("duplicate_text", filters.repeats_earlier_text(doc_ids, alive, text_keys))
-    if config.range_min or config.range_max is not None:
-        drop("rank_window", filters.outside_rank_window(alive, config.range_min, config.range_max))
-    if config.max_score is not None:
-        drop("max_score", filters.above_max_score(scores, config.max_score))
-    if config.min_score is not None:
-        drop("min_score", filters.below_min_score(scores, config.min_score))
-
     positive_ref = filters.reference_positive_score(positive_scores)
-    if config.needs_positive_scores and np.isnan(positive_ref).any():
+    if needs_positive_scores(config) and np.isnan(positive_ref).any():
         missing = candidates.query_ids[int(np.flatnonzero(np.isnan(positive_ref))[0])]
         raise HardnegError(
             f"Margins and SimANS need each query's positive score, but query {missing!r} has none. "
             "Candidates from this retriever carry no positive scores; use --retriever bm25 or dense."
         )
-    if config.absolute_margin is not None:
-        drop("absolute_margin", filters.within_absolute_margin(scores, positive_ref, config.absolute_margin))
-    if config.relative_margin is not None:
-        drop("relative_margin", filters.within_relative_margin(scores, positive_ref, config.relative_margin))
-    denoised = None
-    if config.denoise is not None:
+    teacher_ref = None
+    if candidates.teacher_positive_scores is not None:
         teacher_ref = filters.reference_positive_score(candidates.teacher_positive_scores)
-        flagged = alive & denoising.teacher_says_relevant(
-            candidates.teacher_scores, teacher_ref, config.denoise, config.denoise_threshold
-        )
-        denoised = denoising.flagged_lists(doc_ids, flagged, candidates.teacher_scores, scores)
-        drop("denoise", flagged)
+    pool = Pool(candidates.doc_ids, positives, text_keys, scores, positive_ref, candidates.teacher_scores, teacher_ref)
+    return candidates, pool
 
-    rng = np.random.default_rng(config.seed)
-    n = config.num_negatives
-    if config.sampling == "top":
-        cols = take_top(alive, n)
-    elif config.sampling == "random":
-        cols = gumbel_top(alive, np.zeros(alive.shape), n, rng)
-    else:
-        log_w = simans_log_weights(np.nan_to_num(scores, nan=0.0), positive_ref, config.simans_a, config.simans_b)
-        cols = gumbel_top(alive, log_w, n, rng)
-    dropped["not_sampled"] = int(alive.sum() - (cols >= 0).sum())
 
-    rows = np.arange(doc_ids.shape[0])[:, None]
+@dataclass
+class _Picked:
+    """The sampled negatives of every query (before short queries are dropped), mutable for padding."""
+
+    negatives: np.ndarray
+    scores: np.ndarray
+    sources: np.ndarray
+    source_names: tuple[str, ...]
+    teacher_scores: np.ndarray | None
+
+
+def _gather(candidates: Candidates, pool: Pool, cols: np.ndarray) -> _Picked:
+    """Doc ids, scores, source bits and teacher logits at the sampled columns (``-1``/NaN where none)."""
+    rows = np.arange(pool.doc_ids.shape[0])[:, None]
     safe = np.maximum(cols, 0)
-    negatives = np.where(cols >= 0, doc_ids[rows, safe], EMPTY).astype(np.int32)
-    neg_scores = np.where(cols >= 0, scores[rows, safe], np.nan).astype(np.float32)
-    source_names = (*candidates.sources, PADDING_SOURCE)
+    taken = cols >= 0
     sources = np.zeros(cols.shape, dtype=np.uint8)
     for bit, name in enumerate(candidates.sources):
         found = candidates.source_ranks[name][rows, safe] >= 0
-        sources |= np.where((cols >= 0) & found, np.uint8(1 << bit), np.uint8(0))
+        sources |= np.where(taken & found, np.uint8(1 << bit), np.uint8(0))
+    teacher = None
+    if candidates.teacher_scores is not None:
+        teacher = np.where(taken, candidates.teacher_scores[rows, safe], np.nan).astype(np.float32)
+    return _Picked(
+        negatives=np.where(taken, pool.doc_ids[rows, safe], EMPTY).astype(np.int32),
+        scores=np.where(taken, pool.scores[rows, safe], np.nan).astype(np.float32),
+        sources=sources,
+        source_names=(*candidates.sources, PADDING_SOURCE),
+        teacher_scores=teacher,
+    )
 
-    def promoted_rows(r: int) -> np.ndarray:
-        if denoised is None or not config.promote_denoised:
-            return np.empty(0, np.int64)
-        return denoised[0][r][denoised[0][r] != EMPTY]
 
+def _fill_short(
+    picked: _Picked,
+    cols: np.ndarray,
+    pool: Pool,
+    promoted: np.ndarray | None,
+    config: SelectionConfig,
+    rng: np.random.Generator,
+    dropped: dict[str, int],
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Drop, pad or keep the queries with fewer than ``num_negatives``; count what that did.
+
+    Returns:
+        ``keep`` (``bool[n]``) and the query counts; ``dropped`` gains ``short_query``
+        (and ``padding``, negative: it adds).
+    """
+    n = config.num_negatives
     count = (cols >= 0).sum(axis=1)
     short = np.flatnonzero(count < n)
-    keep = np.ones(doc_ids.shape[0], dtype=bool)
-    added_count = np.zeros(doc_ids.shape[0], dtype=np.int64)
+    keep = np.ones(cols.shape[0], dtype=bool)
+    added = np.zeros(cols.shape[0], dtype=np.int64)
     if config.if_short == "drop":
         keep[short] = False
     elif config.if_short == "pad" and len(short):
-        added = pad_rows(
-            [negatives[r, : count[r]] for r in short],
-            [
-                text_keys[np.concatenate([positives[r], promoted_rows(r)]).astype(np.int64)]
-                if config.dedupe_texts else np.empty(0, np.int64)
-                for r in short
-            ],
-            text_keys if config.dedupe_texts else np.arange(len(text_keys), dtype=np.int64),
-            n,
-            rng,
-        )
-        pad_bit = np.uint8(1 << (len(source_names) - 1))
-        for r, extra in zip(short, added):
-            start = count[r]
-            negatives[r, start : start + len(extra)] = extra
-            sources[r, start : start + len(extra)] = pad_bit
-            added_count[r] = len(extra)
-            if start + len(extra) < n:
-                keep[r] = False  # padding could not fill it either
+        _pad(picked, short, count, pool, promoted, config, rng, keep, added)
     # the sampled negatives of dropped queries never reach the output; padding adds negatives
     dropped["short_query"] = int(count[~keep].sum())
-    padded = int((keep & (added_count > 0)).sum())
+    padded = int((keep & (added > 0)).sum())
     if config.if_short == "pad":
-        dropped["padding"] = -int(added_count[keep].sum())
+        dropped["padding"] = -int(added[keep].sum())
         if padded:
             logger.info("padded %d queries with random negatives", padded)
-    query_rows = np.flatnonzero(keep).astype(np.int32)
-    is_short = np.zeros(doc_ids.shape[0], dtype=bool)
+    is_short = np.zeros(cols.shape[0], dtype=bool)
     is_short[short] = True
     queries = {
-        "total": int(doc_ids.shape[0]),
+        "total": int(cols.shape[0]),
         "full": int((keep & ~is_short).sum()),
         "padded": padded,
         "short_kept": int((keep & is_short).sum()) - padded,
         "dropped": int((~keep).sum()),
     }
-    logger.info("selected negatives for %d of %d queries (%d candidates)", len(query_rows), doc_ids.shape[0], total)
-    teacher_negatives = None
-    if candidates.teacher_scores is not None:
-        teacher_negatives = np.where(cols >= 0, candidates.teacher_scores[rows, safe], np.nan).astype(np.float32)[query_rows]
-    return Selection(
-        query_rows=query_rows,
-        negatives=negatives[query_rows],
-        scores=neg_scores[query_rows],
-        sources=sources[query_rows],
-        source_names=source_names,
-        positive_scores=positive_scores[query_rows],
-        n_candidates=total,
-        dropped=dropped,
-        queries=queries,
-        score_source=config.score_source,
-        teacher_scores=teacher_negatives,
-        teacher_positive_scores=(
-            candidates.teacher_positive_scores[query_rows] if candidates.teacher_scores is not None else None
-        ),
-        denoised=denoised[0][query_rows] if denoised is not None else None,
-        denoised_scores=denoised[1][query_rows] if denoised is not None else None,
-        denoised_selection_scores=denoised[2][query_rows] if denoised is not None else None,
-        denoise_rule=denoising.describe_rule(config.denoise, config.denoise_threshold) if config.denoise else "",
-        promoted=config.promote_denoised,
+    return keep, queries
+
+
+def _pad(
+    picked: _Picked,
+    short: np.ndarray,
+    count: np.ndarray,
+    pool: Pool,
+    promoted: np.ndarray | None,
+    config: SelectionConfig,
+    rng: np.random.Generator,
+    keep: np.ndarray,
+    added: np.ndarray,
+) -> None:
+    """Fill short rows with random documents (never a positive's text, nor a promoted one's); in place."""
+    keys = pool.text_keys
+
+    def forbidden(r: int) -> np.ndarray:
+        if not config.dedupe_texts:
+            return np.empty(0, np.int64)
+        extra = promoted[r][promoted[r] != EMPTY] if promoted is not None else np.empty(0, np.int64)
+        return keys[np.concatenate([pool.positives[r], extra]).astype(np.int64)]
+
+    n = config.num_negatives
+    extras = pad_rows(
+        [picked.negatives[r, : count[r]] for r in short],
+        [forbidden(r) for r in short],
+        keys if config.dedupe_texts else np.arange(len(keys), dtype=np.int64),
+        n,
+        rng,
     )
+    pad_bit = np.uint8(1 << (len(picked.source_names) - 1))
+    for r, extra in zip(short, extras):
+        start = count[r]
+        picked.negatives[r, start : start + len(extra)] = extra
+        picked.sources[r, start : start + len(extra)] = pad_bit
+        added[r] = len(extra)
+        if start + len(extra) < n:
+            keep[r] = False  # padding could not fill it either
