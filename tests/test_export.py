@@ -142,3 +142,15 @@ def test_exported_file_trains_with_sentence_transformers(tmp_path, mined, minilm
     assert trainer.state.global_step == 2
     assert np.isfinite(trainer.state.log_history[0]["loss"])
     assert not np.allclose(before, after)
+
+
+def test_format_table_lists_every_format_and_detects_each_trainable_one_from_its_own_rows() -> None:
+    from hardneg.formats import FORMATS as TABLE_FORMATS
+    from hardneg.formats import TABLE, TRAINABLE_FORMATS, detect_format
+
+    assert FORMATS == TABLE_FORMATS == ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flag", "ids")
+    assert TRAINABLE_FORMATS == ("triplet", "n-tuple", "flag", "ids")
+    for name in TRAINABLE_FORMATS:
+        assert detect_format(set(TABLE[name].columns) | {"scores"}) == name
+    with pytest.raises(HardnegError, match="Cannot train from a file with columns"):
+        detect_format({"anchor", "document", "label"})

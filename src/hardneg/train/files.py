@@ -1,4 +1,4 @@
-"""Training examples from a file written by ``hardneg mine`` (triplet, n-tuple, flag, ids)."""
+"""Training examples from a file written by ``hardneg mine`` (the trainable formats of :mod:`hardneg.formats`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 
 from hardneg.errors import HardnegError
+from hardneg.formats import detect_format, examples_of_row
 from hardneg.text import text_keys
 from hardneg.train.pool import NegativePool
 
 logger = logging.getLogger(__name__)
-
-TRAINABLE_FORMATS = ("triplet", "n-tuple", "flag", "ids")
 
 
 def check_negatives_file(path: str | Path) -> Path:
@@ -57,22 +56,6 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                            "`hardneg mine ... --output`.") from exc
 
 
-def detect_format(columns: set[str]) -> str:
-    """Which hardneg export format a set of columns is."""
-    if {"anchor", "positive", "negative"} <= columns:
-        return "triplet"
-    if {"anchor", "positive", "negative_1"} <= columns:
-        return "n-tuple"
-    if {"query", "pos", "neg"} <= columns:
-        return "flag"
-    if {"query_id", "positive_ids", "negative_ids"} <= columns:
-        return "ids"
-    raise HardnegError(
-        f"Cannot train from a file with columns {sorted(columns)}: expected a hardneg export in one of the formats "
-        f"{', '.join(TRAINABLE_FORMATS)} (write one with `hardneg mine --format n-tuple`)."
-    )
-
-
 def pool_from_file(path: str | Path, data=None, *, num_negatives: int | None = None,
                    with_scores: bool = False) -> NegativePool:
     """Training examples from an exported file.
@@ -93,7 +76,7 @@ def pool_from_file(path: str | Path, data=None, *, num_negatives: int | None = N
     examples: list[tuple[str, str, list[str], list[float] | None]] = []
     for lineno, row in enumerate(rows, 1):
         try:
-            examples.extend(_examples_of_row(fmt, row, data))
+            examples.extend(examples_of_row(fmt, row, data))
         except KeyError as exc:
             raise HardnegError(f"{path}, row {lineno}: missing column or unknown id {exc} for format {fmt}.") from exc
     if num_negatives is not None:
@@ -112,37 +95,6 @@ def pool_from_file(path: str | Path, data=None, *, num_negatives: int | None = N
             unique.append(e)
     logger.info("%s: %d %s rows -> %d training examples", path, len(rows), fmt, len(unique))
     return _pool(unique, data, with_scores)
-
-
-def _examples_of_row(fmt: str, row: dict[str, Any], data) -> list[tuple[str, str, list[str], list[float] | None]]:
-    if fmt == "triplet":
-        return [(row["anchor"], row["positive"], [row["negative"]], row.get("scores"))]
-    if fmt == "n-tuple":
-        negs = [row[f"negative_{j}"] for j in range(1, 1 + sum(1 for c in row if c.startswith("negative_")))]
-        return [(row["anchor"], row["positive"], negs, row.get("scores"))]
-    if fmt == "flag":
-        out = []
-        for p, ps in zip(row["pos"], row.get("pos_scores") or [None] * len(row["pos"])):
-            out.append((row["query"], p, list(row["neg"]), [ps, *(row.get("neg_scores") or [None] * len(row["neg"]))]))
-        return out
-    if data is None:
-        raise HardnegError("The ids format holds only ids: pass the data it was mined from (DATA argument).")
-    q = _query_row(data)[row["query_id"]]
-    passages, doc = data.corpus.passages, data.corpus.row_of
-    negs = [passages[doc[d]] for d in row["negative_ids"]]
-    scores = row.get("negative_scores")
-    return [
-        (data.queries.texts[q], passages[doc[p]], negs, [ps, *scores] if scores is not None else None)
-        for p, ps in zip(row["positive_ids"], row.get("positive_scores") or [None] * len(row["positive_ids"]))
-    ]
-
-
-def _query_row(data) -> dict[str, int]:
-    cache = getattr(data, "_hardneg_query_row", None)
-    if cache is None:
-        cache = {qid: i for i, qid in enumerate(data.queries.ids)}
-        object.__setattr__(data, "_hardneg_query_row", cache)
-    return cache
 
 
 def _pool(examples, data, with_scores: bool) -> NegativePool:
