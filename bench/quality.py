@@ -254,7 +254,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     # N refreshes split the run into N + 1 equal parts (rounding up keeps the last one off the final steps)
     every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
-    refresh = RefreshConfig(every=every if name == "ance" else 10**9, dev_max_queries=args.dev_queries)
+    refresh = RefreshConfig(every=every if name == "ance" else None, dev_max_queries=args.dev_queries)
     loss = LossConfig("listwise-distill" if name == "teacher-distill" else args.loss, scale=args.scale,
                       gist_temperature=args.gist_temperature)
     learning_rate = DEFAULT_RECIPE.learning_rate if name == "default" else args.lr

@@ -55,7 +55,6 @@ def quality(data_dir: Path, teacher, run_dir: Path, n_queries: int, depth: int, 
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
-    from hardneg.score.rerank import reranked_run
     from hardneg.score.rescore import rescore_candidates
     from hardneg.score.train import sample_queries
     from hardneg.store import RunDir
@@ -80,7 +79,7 @@ def quality(data_dir: Path, teacher, run_dir: Path, n_queries: int, depth: int, 
         "ndcg@10": {
             "bm25": evaluator.evaluate(run_from_candidates(bm25, data.corpus.ids))["ndcg@10"],
             "bi-encoder zero-shot (all-MiniLM-L6-v2)": evaluator.evaluate(run_from_candidates(dense, data.corpus.ids))["ndcg@10"],
-            f"teacher reranking bm25 top-{depth}": evaluator.evaluate(reranked_run(scored, data.corpus.ids))["ndcg@10"],
+            f"teacher reranking bm25 top-{depth}": evaluator.evaluate(run_from_candidates(scored, data.corpus.ids, by="teacher"))["ndcg@10"],
         },
         "seconds": {"retrieval": round(t1 - t0, 1), "teacher_scoring": round(t2 - t1, 1)},
     }

@@ -76,3 +76,21 @@ def test_evaluator_survives_pickling_for_worker_processes():
     copied = pickle.loads(pickle.dumps(original))
     assert copied.evaluate(run) == original.evaluate(run)
     assert copied.evaluate(run)["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_run_from_candidates_scores_by_rank_or_by_teacher_logit():
+    from hardneg.candidates import Candidates
+    from hardneg.errors import HardnegError
+
+    doc_ids = np.array([[2, 0, -1], [1, 2, 0]], np.int32)
+    scores = np.array([[5.0, 5.0, np.nan], [3.0, 2.0, 1.0]], np.float32)
+    teacher = np.array([[-1.0, 4.0, np.nan], [0.5, 2.5, -3.0]], np.float32)
+    plain = Candidates(("q1", "q2"), doc_ids, scores, np.zeros((2, 1), np.float32))
+    scored = Candidates(("q1", "q2"), doc_ids, scores, np.zeros((2, 1), np.float32),
+                        teacher_scores=teacher, teacher_positive_scores=np.zeros((2, 1), np.float32))
+    ids = ("a", "b", "c")
+    assert run_from_candidates(plain, ids) == {"q1": {"c": 2.0, "a": 1.0}, "q2": {"b": 3.0, "c": 2.0, "a": 1.0}}
+    assert run_from_candidates(scored, ids, by="teacher") == {"q1": {"c": -1.0, "a": 4.0},
+                                                               "q2": {"b": 0.5, "c": 2.5, "a": -3.0}}
+    with pytest.raises(HardnegError, match="no teacher scores"):
+        run_from_candidates(plain, ids, by="teacher")

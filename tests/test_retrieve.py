@@ -162,3 +162,25 @@ def test_token_budget_batches_bound_padded_tokens():
 def test_hybrid_encodes_each_text_once(tiny_train, fake_encoder):
     HybridRetriever(BM25Retriever(), DenseRetriever(fake_encoder)).retrieve(tiny_train, 10, show_progress=False)
     assert fake_encoder.texts_encoded == len(tiny_train.corpus) + len(tiny_train.queries)
+
+
+def test_registry_builds_every_kind_and_dense_backed_is_declared(fake_encoder):
+    from hardneg.choices import RETRIEVERS
+    from hardneg.errors import HardnegError
+    from hardneg.retrieve.base import DenseBacked
+    from hardneg.retrieve.registry import BUILDERS, RetrieverSpec, build_retriever
+
+    assert tuple(BUILDERS) == RETRIEVERS
+    built = {kind: build_retriever(RetrieverSpec(kind, encoder=fake_encoder)) for kind in RETRIEVERS}
+    assert isinstance(built["bm25"], BM25Retriever) and not isinstance(built["bm25"], DenseBacked)
+    assert isinstance(built["dense"], DenseRetriever) and built["dense"].dense_part() is built["dense"]
+    hybrid = built["hybrid"]
+    assert isinstance(hybrid, HybridRetriever) and isinstance(hybrid, DenseBacked)
+    other = DenseRetriever(fake_encoder)
+    swapped = hybrid.with_dense_part(other)
+    assert swapped.dense_part() is other and swapped.bm25 is hybrid.bm25 and hybrid.dense_part() is not other
+    assert swapped.key() == hybrid.key()  # same encoder, same settings
+    with pytest.raises(HardnegError, match="needs --model"):
+        build_retriever(RetrieverSpec("dense"))
+    with pytest.raises(HardnegError, match="retriever must be one of bm25, dense, hybrid"):
+        RetrieverSpec("splade")

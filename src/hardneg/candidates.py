@@ -80,11 +80,6 @@ class Candidates:
                 )
 
     @property
-    def has_teacher(self) -> bool:
-        """True when every candidate and positive carries a teacher score."""
-        return self.teacher_scores is not None
-
-    @property
     def depth(self) -> int:
         """k: the number of candidate slots per query."""
         return int(self.doc_ids.shape[1])

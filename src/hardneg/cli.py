@@ -218,34 +218,25 @@ def resolve_retriever(args) -> str:
 
 
 def make_retriever(args):
-    """The retriever the flags describe."""
-    from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
+    """The retriever the flags describe (built by :mod:`hardneg.retrieve.registry`)."""
+    from hardneg.retrieve.bm25 import BM25Config
+    from hardneg.retrieve.registry import RetrieverSpec, build_retriever
+    from hardneg.retrieve.search import IndexConfig
 
     kind = resolve_retriever(args)
     none = lambda v: None if v is None or v.lower() == "none" else v  # noqa: E731
-    bm25 = BM25Retriever(BM25Config(stemmer=none(args.stemmer), stopwords=none(args.stopwords)))
-    if kind == "bm25":
-        return bm25
-    if not args.model:
-        raise HardnegError(
-            f"--retriever {kind} needs --model: a sentence-transformers name "
-            "(e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model directory."
+    encoder = None
+    if kind != "bm25" and args.model:
+        from hardneg.retrieve.encoder import SentenceTransformerEncoder
+
+        encoder = SentenceTransformerEncoder(
+            args.model, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+            max_length=args.max_length, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
+            precision=args.precision,
         )
-    from hardneg.retrieve.dense import DenseRetriever
-    from hardneg.retrieve.encoder import SentenceTransformerEncoder
-    from hardneg.retrieve.search import IndexConfig
-
-    encoder = SentenceTransformerEncoder(
-        args.model, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
-        max_length=args.max_length, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
-        precision=args.precision,
-    )
-    dense = DenseRetriever(encoder, IndexConfig(kind=args.index))
-    if kind == "dense":
-        return dense
-    from hardneg.retrieve.hybrid import HybridRetriever
-
-    return HybridRetriever(bm25, dense, fusion=args.fusion)
+    bm25 = BM25Config(stemmer=none(args.stemmer), stopwords=none(args.stopwords))
+    return build_retriever(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=IndexConfig(kind=args.index),
+                                         fusion=args.fusion))
 
 
 def selection_config(args, **extra):

@@ -93,12 +93,28 @@ class Evaluator:
         return {key: float(np.mean([row[key] for row in per_query.values()])) for key in MEASURES}
 
 
-def run_from_candidates(candidates: Candidates, corpus_ids: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """A pytrec_eval run from candidates, scored by rank (so retriever ties keep their order)."""
+def run_from_candidates(
+    candidates: Candidates, corpus_ids: tuple[str, ...], *, by: str = "rank"
+) -> dict[str, dict[str, float]]:
+    """A pytrec_eval run from candidates.
+
+    Args:
+        by: ``rank`` scores each document by its rank in the candidate list (so
+            retriever ties keep their order); ``teacher`` by its teacher logit (the
+            teacher reranking the candidates; they must have been rescored).
+    """
+    if by not in ("rank", "teacher"):
+        raise HardnegError(f"by must be rank or teacher; got {by!r}.")
+    if by == "teacher" and candidates.teacher_scores is None:
+        raise HardnegError("These candidates carry no teacher scores; rescore them first (rescore_candidates).")
     run: dict[str, dict[str, float]] = {}
-    for qid, row in zip(candidates.query_ids, candidates.doc_ids.tolist()):
-        docs = [d for d in row if d != EMPTY]
-        run[qid] = {corpus_ids[d]: float(len(docs) - r) for r, d in enumerate(docs)}
+    for i, (qid, row) in enumerate(zip(candidates.query_ids, candidates.doc_ids.tolist())):
+        filled = [(col, d) for col, d in enumerate(row) if d != EMPTY]
+        if by == "teacher":
+            scores = candidates.teacher_scores[i]
+            run[qid] = {corpus_ids[d]: float(scores[col]) for col, d in filled}
+        else:
+            run[qid] = {corpus_ids[d]: float(len(filled) - r) for r, (_, d) in enumerate(filled)}
     return run
 
 

@@ -26,9 +26,7 @@ from hardneg.store import RunDir, atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT = "report_scores.npz"
-EXAMPLES = "report_examples.json"
-PAGE = "report.html"
+SNAPSHOT, EXAMPLES, PAGE = RunDir.SNAPSHOT, RunDir.EXAMPLES, RunDir.PAGE
 MAX_SAMPLE = 200_000
 N_EXAMPLES = 5
 
@@ -111,11 +109,11 @@ def example_rows(data, selection, n: int = N_EXAMPLES) -> list[dict[str, Any]]:
 def save_snapshot(run_dir: RunDir, data, candidates, selection) -> None:
     """Store the score samples and examples the HTML page needs, atomically."""
     groups = score_groups(data, candidates, selection)
-    with atomic_path(run_dir.path / SNAPSHOT) as tmp:
+    with atomic_path(run_dir.snapshot) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **groups)
     write_json(
-        run_dir.path / EXAMPLES,
+        run_dir.examples,
         {
             "score": "teacher logit" if candidates.teacher_scores is not None else "retriever score",
             "denoise_rule": selection.denoise_rule,
@@ -210,7 +208,7 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
     if not run.report.is_file():
         raise HardnegError(f"{run.path} holds no report.json; run `hardneg mine ... --run-dir {run.path}` first.")
     report = read_report_file(run.report, lambda p: json.loads(p.read_text(encoding="utf-8")))
-    snap_path, ex_path = run.path / SNAPSHOT, run.path / EXAMPLES
+    snap_path, ex_path = run.snapshot, run.examples
     if not snap_path.is_file() or not ex_path.is_file():
         raise HardnegError(
             f"{run.path} has a report.json but no {SNAPSHOT}/{EXAMPLES} (written by hardneg >= 0.1 at the end of "
@@ -281,7 +279,7 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
             f"<td>{_doc_cells(ex['positives'])}</td><td>{_doc_cells(ex['dropped'])}</td><td>{_doc_cells(ex['kept'])}</td></tr></table>"
         )
     parts.append("</body></html>")
-    page = Path(output) if output is not None else run.path / PAGE
+    page = Path(output) if output is not None else run.page
     with atomic_path(page) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return page

@@ -277,7 +277,8 @@ class RunDir:
     """
 
     CACHE_FOLDERS = ("embeddings", "candidates", "teacher")
-    REPORT_FILES = ("report.json", "report_scores.npz", "report_examples.json", "report.html")
+    REPORT, SNAPSHOT, EXAMPLES, PAGE = "report.json", "report_scores.npz", "report_examples.json", "report.html"
+    REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE)
 
     def __init__(self, path: str | Path) -> None:
         from hardneg.errors import HardnegError
@@ -312,9 +313,30 @@ class RunDir:
     def candidates_manifest(self, key: str) -> Path:
         return self.path / "candidates" / f"{key}.json"
 
+    def teacher_scores(self, key: str) -> Path:
+        return self.path / "teacher" / f"{key}.npy"
+
+    def teacher_parts(self, key: str) -> Path:
+        return self.path / "teacher" / f"{key}.parts"
+
     @property
     def report(self) -> Path:
-        return self.path / "report.json"
+        return self.path / self.REPORT
+
+    @property
+    def snapshot(self) -> Path:
+        """Score samples the HTML report draws."""
+        return self.path / self.SNAPSHOT
+
+    @property
+    def examples(self) -> Path:
+        """Example queries with their negatives, for the HTML report."""
+        return self.path / self.EXAMPLES
+
+    @property
+    def page(self) -> Path:
+        """The HTML report."""
+        return self.path / self.PAGE
 
     def latest_candidates(self) -> Path:
         """The candidates file written last (for commands that take only a run dir)."""

@@ -28,6 +28,14 @@ class DenseRetriever:
     def key(self) -> str:
         return fingerprint("dense", self.encoder.key(), self.index.to_dict())
 
+    def dense_part(self) -> DenseRetriever:
+        """Itself (:class:`~hardneg.retrieve.base.DenseBacked`)."""
+        return self
+
+    def with_dense_part(self, dense: DenseRetriever) -> DenseRetriever:
+        """``dense`` in place of itself (:class:`~hardneg.retrieve.base.DenseBacked`)."""
+        return dense
+
     def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
         """Query and document embeddings, from the run directory's cache when present."""
         docs = cached_encode(

@@ -120,6 +120,10 @@ class SentenceTransformerEncoder:
             set_max_length(self._model, self.max_length, self._model_arg)
         return self._model
 
+    def wraps(self, model: Any) -> bool:
+        """True when this encoder encodes with ``model`` itself (the very object, not a copy of its weights)."""
+        return self._model is model
+
     def resolved_precision(self) -> str:
         """``fp32`` or ``bf16``: what ``auto`` means on this machine."""
         return resolve_precision(self.precision, self._model, self.device)

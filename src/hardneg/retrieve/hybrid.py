@@ -86,6 +86,14 @@ class HybridRetriever:
     def key(self) -> str:
         return fingerprint("hybrid", self.bm25.key(), self.dense.key(), self.fusion, self.rrf_k)
 
+    def dense_part(self) -> DenseRetriever:
+        """Its dense retriever (:class:`~hardneg.retrieve.base.DenseBacked`)."""
+        return self.dense
+
+    def with_dense_part(self, dense: DenseRetriever) -> HybridRetriever:
+        """A copy with ``dense`` in place of its dense retriever; the BM25 part is shared."""
+        return HybridRetriever(self.bm25, dense, fusion=self.fusion, rrf_k=self.rrf_k)
+
     def retrieve(self, data, depth: int, *, run_dir=None, show_progress: bool = True) -> Candidates:
         lexical = self.bm25.retrieve(data, depth, run_dir=run_dir, show_progress=show_progress)
         queries, docs = self.dense.embed(data, run_dir=run_dir, show_progress=show_progress)

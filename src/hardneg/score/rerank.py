@@ -1,17 +1,12 @@
-"""Reranking: candidates ordered by their teacher scores."""
+"""Reranking: candidates ordered by their teacher scores (now :func:`hardneg.evaluate.run_from_candidates`)."""
 
 from __future__ import annotations
 
-from hardneg.candidates import EMPTY, Candidates
-from hardneg.errors import HardnegError
+from hardneg.candidates import Candidates
 
 
 def reranked_run(candidates: Candidates, corpus_ids: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """A pytrec_eval run scoring each query's candidates by their teacher logit."""
-    if candidates.teacher_scores is None:
-        raise HardnegError("These candidates carry no teacher scores; rescore them first (rescore_candidates).")
-    run: dict[str, dict[str, float]] = {}
-    for qid, docs, scores in zip(candidates.query_ids, candidates.doc_ids.tolist(), candidates.teacher_scores.tolist()):
-        run[qid] = {corpus_ids[d]: float(s) for d, s in zip(docs, scores) if d != EMPTY}
-    return run
+    from hardneg.evaluate import run_from_candidates
 
+    return run_from_candidates(candidates, corpus_ids, by="teacher")

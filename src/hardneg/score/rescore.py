@@ -87,11 +87,6 @@ def _pairs_digest(query_rows: np.ndarray, doc_rows: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def teacher_dir(run_dir: RunDir) -> Path:
-    """Where teacher pair scores live inside a run directory."""
-    return run_dir.path / "teacher"
-
-
 def score_pairs_cached(
     scorer,
     query_texts: list[str] | tuple[str, ...],
@@ -118,12 +113,12 @@ def score_pairs_cached(
         raise HardnegError(f"shard_size must be at least 1, got {shard_size}.")
     final = parts_dir = None
     if run_dir is not None:
-        final = teacher_dir(run_dir) / f"{key}.npy"
+        final = run_dir.teacher_scores(key)
         cached = load_npy(final, what="teacher scores")
         if cached is not None and cached.shape == query_rows.shape:
             logger.info("reusing cached teacher scores %s", final.name)
             return cached
-        parts_dir = teacher_dir(run_dir) / f"{key}.parts"
+        parts_dir = run_dir.teacher_parts(key)
     q_len = np.fromiter((len(t) for t in query_texts), dtype=np.int64, count=len(query_texts))
     d_len = np.fromiter((len(t) for t in doc_texts), dtype=np.int64, count=len(doc_texts))
     order = np.argsort(-(q_len[query_rows] + d_len[doc_rows]), kind="stable")

@@ -55,7 +55,8 @@ class RefreshConfig:
     """When and how to refresh.
 
     Attributes:
-        every: refresh after every ``every`` optimizer steps (never at the last step).
+        every: refresh after every ``every`` optimizer steps (never at the last step);
+            None: never re-mine, only evaluate on dev (a dev curve for static negatives).
         staleness_k: staleness compares the negatives in use with the refreshed
             model's top ``staleness_k`` candidates of the same query.
         dev_max_queries: evaluate on at most this many dev queries (the first ones);
@@ -65,14 +66,14 @@ class RefreshConfig:
         worker_threads: torch threads of the asynchronous worker.
     """
 
-    every: int
+    every: int | None = None
     staleness_k: int = 10
     dev_max_queries: int | None = 200
     asynchronous: bool = False
     worker_threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.every < 1:
+        if self.every is not None and self.every < 1:
             raise HardnegError(f"refresh every must be at least 1 step, got {self.every}.")
         if self.worker_threads < 1:
             raise HardnegError(f"worker_threads must be at least 1, got {self.worker_threads}.")
@@ -96,14 +97,11 @@ def overlap_at_k(in_use: list[np.ndarray], top: np.ndarray) -> float:
 
 
 def find_dense(retriever) -> Any:
-    """The dense retriever inside ``retriever`` (itself, or a hybrid's dense part)."""
-    from hardneg.retrieve.dense import DenseRetriever
+    """The dense retriever inside ``retriever`` (a :class:`~hardneg.retrieve.base.DenseBacked`: dense or hybrid)."""
+    from hardneg.retrieve.base import DenseBacked
 
-    if isinstance(retriever, DenseRetriever):
-        return retriever
-    dense = getattr(retriever, "dense", None)
-    if isinstance(dense, DenseRetriever):
-        return dense
+    if isinstance(retriever, DenseBacked):
+        return retriever.dense_part()
     raise HardnegError(
         "A refresh re-encodes the corpus with the model being trained, so the miner needs a dense or hybrid "
         "retriever (--retriever dense or hybrid); BM25 candidates do not change with training."
@@ -249,7 +247,7 @@ class Refresher:
         worker_dense.encoder = snapshot(folder / "model")
         worker_miner = copy.copy(self.miner)
         worker_miner.show_progress = False
-        worker_miner.retriever = _with_dense(self.miner.retriever, worker_dense)
+        worker_miner.retriever = self.miner.retriever.with_dense_part(worker_dense)
         worker_dev = None
         if self.dev is not None:
             worker_dev = copy.copy(self.dev)
@@ -344,15 +342,6 @@ class _PendingRefresh:
     process: Any
     started: float
     seconds_snapshot: float
-
-
-def _with_dense(retriever, dense):
-    """``retriever`` with its dense part replaced by ``dense`` (a hybrid keeps its BM25 part)."""
-    if retriever is not None and getattr(retriever, "dense", None) is not None:
-        replaced = copy.copy(retriever)
-        replaced.dense = dense
-        return replaced
-    return dense
 
 
 def _mine_snapshot(miner, data, dev, result_path: Path, threads: int) -> None:
