@@ -205,6 +205,27 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
         output: the page to write; default ``RUN_DIR/report.html``.
     """
     run = RunDir(run_dir)
+    report, groups, meta = _read_run(run)
+    try:
+        plots = _plots(groups, meta["score"])
+        drops = _drops_plot(report["dropped"]) if report.get("dropped") else None
+        parts = [*_head(report), *_selection_section(report, drops), *_teacher_section(report.get("teacher")),
+                 f"<h2>Score distributions</h2><p>{html.escape(meta['score'])}s per source.</p>"]
+        for title, uri in plots:
+            parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{uri}'>")
+        parts += _examples_section(meta["examples"])
+    except KeyError as exc:
+        raise HardnegError(f"{run.path}'s report files lack {exc}: they are damaged or from another version; "
+                           f"mine again with --run-dir {run.path} to write them again.") from exc
+    parts.append("</body></html>")
+    page = Path(output) if output is not None else run.page
+    with atomic_path(page) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return page
+
+
+def _read_run(run: RunDir) -> tuple[dict, dict, dict]:
+    """The report, the score samples and the examples of a run directory; each checked."""
     if not run.report.is_file():
         raise HardnegError(f"{run.path} holds no report.json; run `hardneg mine ... --run-dir {run.path}` first.")
     report = read_report_file(run.report, lambda p: json.loads(p.read_text(encoding="utf-8")))
@@ -219,67 +240,73 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
     for name, value, kind in (("report.json", report, dict), (EXAMPLES, meta, dict)):
         if not isinstance(value, kind):
             raise HardnegError(f"{run.path / name} is not a hardneg report; mine again with --run-dir {run.path}.")
-    try:
-        plots = _plots(groups, meta["score"])
-        drops = _drops_plot(report["dropped"]) if report.get("dropped") else None
-        candidates, queries, examples = report["candidates"], report["queries"], meta["examples"]
-    except KeyError as exc:
-        raise HardnegError(f"{run.path}'s report files lack {exc}: they are damaged or from another version; "
-                           f"mine again with --run-dir {run.path} to write them again.") from exc
+    return report, groups, meta
 
+
+def _head(report: dict) -> list[str]:
     esc = html.escape
-    parts = [
+    return [
         "<!doctype html><html><head><meta charset='utf-8'><title>hardneg report</title><style>",
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "td.l,th.l{text-align:left}.doc{font-size:12px;margin:4px 0;padding:4px;background:#f6f6f6}"
         ".score{color:#06c}.ex td{vertical-align:top;text-align:left;width:33%}",
         "</style></head><body>",
-        f"<h1>hardneg mining report</h1><p>{esc(str(report.get('data')))}<br>method <b>{esc(str(report.get('method')))}</b>, "
+        f"<h1>hardneg mining report</h1><p>{esc(str(report.get('data')))}<br>method "
+        f"<b>{esc(str(report.get('method')))}</b>, "
         f"depth {report.get('depth')}, {report.get('n_queries')} queries, {report.get('n_docs')} documents</p>",
+    ]
+
+
+def _selection_section(report: dict, drops: str | None) -> list[str]:
+    candidates, q = report["candidates"], report["queries"]
+    parts = [
         "<h2>Selection steps</h2><table><tr><th class='l'>step</th><th>dropped</th><th>left</th></tr>",
         f"<tr><td class='l'>retrieved</td><td></td><td>{candidates}</td></tr>",
     ]
     for stage, n, left in stage_rows(candidates, report["dropped"]):
-        parts.append(f"<tr><td class='l'>{esc(stage)}</td><td>{signed(n)}</td><td>{left}</td></tr>")
+        parts.append(f"<tr><td class='l'>{html.escape(stage)}</td><td>{signed(n)}</td><td>{left}</td></tr>")
     parts.append("</table>")
     if drops:
         parts.append(f"<p><img alt='drops per step' src='{drops}'></p>")
-    q = queries
     parts.append(
         f"<p>queries kept {q['total'] - q['dropped']} of {q['total']}: full {q['full']}, padded {q['padded']}, "
         f"short kept {q['short_kept']}, dropped {q['dropped']}</p>"
     )
-    teacher = report.get("teacher")
-    if teacher:
+    return parts
+
+
+def _teacher_section(teacher: dict | None) -> list[str]:
+    if not teacher:
+        return []
+    esc = html.escape
+    parts = [
+        f"<h2>Teacher</h2><p>teacher {esc(teacher['key'])}; relevant means {esc(teacher['relevant_rule'])}.</p>"
+        f"<table><tr><th class='l'>source</th><th>est. false negatives in raw top-{teacher['top']}</th>"
+        "<th>flagged</th><th>looked at</th><th>queries with any</th></tr>"
+    ]
+    for name, r in teacher["false_negative_rate"].items():
         parts.append(
-            f"<h2>Teacher</h2><p>teacher {esc(teacher['key'])}; relevant means {esc(teacher['relevant_rule'])}.</p>"
-            f"<table><tr><th class='l'>source</th><th>est. false negatives in raw top-{teacher['top']}</th>"
-            "<th>flagged</th><th>looked at</th><th>queries with any</th></tr>"
+            f"<tr><td class='l'>{esc(name)}</td><td>{r['rate']:.3f}</td><td>{r['flagged']}</td>"
+            f"<td>{r['candidates']}</td><td>{r['queries_with_any']}</td></tr>"
         )
-        for name, r in teacher["false_negative_rate"].items():
-            parts.append(
-                f"<tr><td class='l'>{esc(name)}</td><td>{r['rate']:.3f}</td><td>{r['flagged']}</td>"
-                f"<td>{r['candidates']}</td><td>{r['queries_with_any']}</td></tr>"
-            )
-        parts.append("</table>")
-        if teacher.get("denoise_rule"):
-            parts.append(
-                f"<p>denoised {teacher['denoised']} candidates ({esc(teacher['denoise_rule'])})"
-                f"{', promoted to positives' if teacher.get('promoted') else ''}.</p>"
-            )
-    parts.append(f"<h2>Score distributions</h2><p>{esc(meta['score'])}s per source.</p>")
-    for title, uri in plots:
-        parts.append(f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='{uri}'>")
-    parts.append("<h2>Examples</h2>")
+    parts.append("</table>")
+    if teacher.get("denoise_rule"):
+        parts.append(
+            f"<p>denoised {teacher['denoised']} candidates ({esc(teacher['denoise_rule'])})"
+            f"{', promoted to positives' if teacher.get('promoted') else ''}.</p>"
+        )
+    return parts
+
+
+def _examples_section(examples: list[dict]) -> list[str]:
+    parts = ["<h2>Examples</h2>"]
     for ex in examples:
         parts.append(
-            f"<h3>{esc(ex['query_id'])}: {esc(ex['query'])}</h3><table class='ex'><tr><th class='l'>positives</th>"
-            f"<th class='l'>dropped as false negatives</th><th class='l'>kept hard negatives</th></tr><tr>"
-            f"<td>{_doc_cells(ex['positives'])}</td><td>{_doc_cells(ex['dropped'])}</td><td>{_doc_cells(ex['kept'])}</td></tr></table>"
+            f"<h3>{html.escape(ex['query_id'])}: {html.escape(ex['query'])}</h3><table class='ex'><tr>"
+            "<th class='l'>positives</th><th class='l'>dropped as false negatives</th>"
+            "<th class='l'>kept hard negatives</th></tr><tr>"
+            f"<td>{_doc_cells(ex['positives'])}</td><td>{_doc_cells(ex['dropped'])}</td>"
+            f"<td>{_doc_cells(ex['kept'])}</td></tr></table>"
         )
-    parts.append("</body></html>")
-    page = Path(output) if output is not None else run.page
-    with atomic_path(page) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
-    return page
+    return parts
