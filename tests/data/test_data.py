@@ -26,7 +26,7 @@ from hardneg.data import (
 )
 from hardneg.errors import HardnegError
 
-TINY = Path(__file__).parent / "fixtures" / "tiny"
+TINY = Path(__file__).parents[1] / "fixtures" / "tiny"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,7 +249,7 @@ def test_load_dispatches_on_path_kind(tmp_path: Path) -> None:
 
 
 def test_bundled_sample_loads() -> None:
-    sample = Path(__file__).parents[1] / "data" / "sample"
+    sample = Path(__file__).parents[2] / "data" / "sample"
     data = load_beir(sample)
     assert len(data.corpus) >= 1500 and len(data.queries) >= 1000
 
