@@ -100,7 +100,7 @@ def search(
     for start in range(0, n, block_size):
         block = np.ascontiguousarray(query_embeddings[start : start + block_size], dtype=np.float32)
         block_scores, block_ids = index.search(block, k_eff)  # (block, k_eff)
-        block_ids, block_scores = _order_ties_by_id(block_ids, block_scores)
+        block_ids, block_scores = order_by_score_then_id(block_ids, block_scores)
         found = block_ids >= 0
         ids[start : start + len(block), :k_eff] = np.where(found, block_ids, EMPTY)
         scores[start : start + len(block), :k_eff] = np.where(found, block_scores, np.nan)
@@ -109,7 +109,7 @@ def search(
     return ids, scores
 
 
-def _order_ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def order_by_score_then_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Re-sort each row by (score descending, id ascending), misses last: FAISS leaves tie order open."""
     key_scores = np.where(ids >= 0, -scores, np.inf)
     key_ids = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
