@@ -45,7 +45,7 @@ MINIMUM = {
     "range_min": 0, "range_max": 1, "seed": 0, "teacher_max_length": 1, "teacher_batch_size": 1, "shard_size": 1,
     "train_batch_size": 2, "mini_batch_size": 1, "max_steps": 1, "save_steps": 1, "refresh_every": 1,
     "staleness_k": 1, "dev_max_queries": 1, "negatives_per_query": 1, "in_batch_negatives": 0, "eval_depth": 1,
-    "eval_max_queries": 0, "distill_weight": 0, "warmup_ratio": 0,
+    "eval_max_queries": 0, "distill_weight": 0, "warmup_ratio": 0, "chunk_tokens": 0,
 }
 # Float flags that must be strictly positive, and those with an upper bound.
 POSITIVE = {"simans_a", "learning_rate", "epochs", "teacher_temperature"}
@@ -454,6 +454,9 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hardneg.retrieve.encoder import limit_onednn_cache
+
+    limit_onednn_cache()  # before any model runs: the cache size is read once per process
     try:
         parser = build_parser()
         try:

@@ -72,6 +72,28 @@ def test_mnrl_prefers_the_positive_over_a_hard_negative(minilm):
     assert good < bad
 
 
+def test_the_default_cached_mnrl_has_mnrl_s_loss_and_gradient(tiny_model):
+    """The default loss changed from mnrl to cached-mnrl for memory: the same training signal, chunked."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    assert LossConfig().name == "cached-mnrl"
+    model = SentenceTransformer(tiny_model, device="cpu").eval()  # no dropout: both runs see the same network
+    cols = [["apt package tool", "json parser", "text editor"], ["apt installs packages", "a json library", "vim"],
+            ["dpkg low level", "yaml parser", "emacs editor"]]
+    values, grads = [], []
+    for config in (LossConfig("mnrl"), LossConfig(mini_batch_size=2)):
+        model.zero_grad()
+        loss = make_loss(config, model, num_negatives=1)([model.preprocess(c) for c in cols], None)
+        loss.backward()
+        values.append(loss.item())
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert values[1] == pytest.approx(values[0], abs=1e-5)
+    assert len(grads[0]) == len(grads[1]) > 0
+    for cached, plain in zip(grads[1], grads[0]):
+        torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["cached-mnrl", "gist", "margin-mse", "listwise-distill"])
 def test_one_training_step_runs_with_each_loss(tmp_path, tiny_train, minilm_path, name):

@@ -65,6 +65,18 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def limit_onednn_cache() -> None:
+    """Keep oneDNN's primitive cache at 8 entries, unless the user sized it (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``).
+
+    On CPU, oneDNN keeps a compiled kernel (with re-laid-out weights under bf16) per input
+    shape, 1,024 by default; batches of varying lengths would then hold hundreds of MB
+    to GB. A small cache costs little speed. oneDNN reads the variable when it first
+    builds a kernel, so this must run before the first forward pass of the process
+    (importing torch before it is fine); the CLI calls it first thing.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers bi-encoder.
 
@@ -171,10 +183,7 @@ class SentenceTransformerEncoder:
         import torch
         from tqdm.auto import tqdm
 
-        # oneDNN keeps a compiled kernel (with re-laid-out weights) per input shape, 1,024 by
-        # default; varied batch shapes would then hold hundreds of MB. A small cache costs
-        # little speed. Read once per process, so it only applies before the first use.
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+        limit_onednn_cache()
         model = self.model
         texts = list(texts)
         out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)

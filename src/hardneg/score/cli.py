@@ -10,14 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from hardneg.errors import HardnegError
+from hardneg.score.train import DEFAULT_CHUNK_TOKENS
 
 logger = logging.getLogger("hardneg")
 
 TRAIN_EXAMPLES = """\
 examples:
-  # a MiniLM-sized teacher on 2,000 training queries, 1 epoch, checked on the dev split
+  # a MiniLM-sized teacher with the defaults (the recipe of runs/teacher-d in bench/RESULTS.md), 500 steps
   hardneg train-reranker data/debian-desc --split train --base sentence-transformers/all-MiniLM-L6-v2 \\
-      --output runs/teacher --max-queries 2000 --max-length 160
+      --output runs/teacher --max-steps 500
 
   # then mine with it: denoise false negatives, distil its scores
   hardneg mine data/debian-desc --retriever dense --model sentence-transformers/all-MiniLM-L6-v2 \\
@@ -32,7 +33,8 @@ def add_teacher_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("teacher (cross-encoder)")
     g.add_argument("--cross-encoder", help="teacher: a cross-encoder directory (hardneg train-reranker) or model name")
     g.add_argument("--teacher-max-length", type=int, help="token limit of a (query, document) pair (default: the model's)")
-    g.add_argument("--teacher-batch-size", type=int, default=64, help="most pairs per teacher forward pass (default: 64)")
+    g.add_argument("--teacher-batch-size", type=int, default=64, help="most pairs per teacher forward pass (at most 8,192 padded tokens; memory grows with "
+                   "both) (default: 64)")
     g.add_argument("--teacher-precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="teacher precision; auto = bf16 where the CPU/GPU has it (default: auto)")
 
@@ -101,20 +103,32 @@ def register(sub) -> None:
     m.add_argument("--negatives", choices=["bm25", "dense", "hybrid"], default="hybrid",
                    help="where training negatives come from (default: hybrid)")
     m.add_argument("--negatives-model", help="bi-encoder for dense/hybrid negatives (default: --base)")
-    m.add_argument("--negatives-per-query", type=int, default=7, help="mined negatives per query (default: 7)")
+    m.add_argument("--negatives-per-query", type=int, default=3,
+                   help="mined negatives per query; with --loss listwise, time per step grows with it, memory does "
+                   "not (chunked) (default: 3)")
     m.add_argument("--loss", choices=["listwise", "bce"], default="listwise",
                    help="listwise: softmax over positive, mined and in-batch negatives; bce: pointwise (default: listwise)")
     m.add_argument("--in-batch-negatives", type=int, default=4,
                    help="listwise: other queries' documents added to each query's list (default: 4)")
-    m.add_argument("--negative-sampling", choices=["top", "random"], default="top",
-                   help="top: the highest-ranked negatives; random: uniform over the retrieved top-100 (default: top)")
+    m.add_argument("--negative-sampling", choices=["top", "random"], default="random",
+                   help="top: the highest-ranked negatives (many are unlabelled positives); random: uniform over the "
+                   "retrieved top-100 (default: random)")
     m.add_argument("--epochs", type=float, default=1.0, help="passes over the training examples (default: 1)")
     m.add_argument("--max-steps", type=int, help="stop after N optimiser steps (overrides --epochs)")
-    m.add_argument("--batch-size", type=int, default=32,
-                   help="examples per step: queries (listwise) or pairs (bce) (default: 32)")
-    m.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default: 5e-5)")
-    m.add_argument("--max-length", type=int, default=192, help="token limit of a pair (default: 192)")
-    m.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="training precision (default: auto)")
+    m.add_argument("--batch-size", type=int, default=16,
+                   help="examples per step: queries (listwise: each with 1 + negatives + in-batch pairs) or pairs "
+                   "(bce); sets time per step, not memory, while --chunk-tokens is on (default: 16)")
+    m.add_argument("--chunk-tokens", type=int, default=DEFAULT_CHUNK_TOKENS,
+                   help="memory bound: most padded tokens per forward pass; a step's pairs are scored in chunks "
+                   "(GradCache, same gradient) so peak memory follows this, not the batch; halve it to save memory; "
+                   f"0 = the whole step in one pass, memory grows with the batch (default: {DEFAULT_CHUNK_TOKENS})")
+    m.add_argument("--learning-rate", type=float, default=2e-4, help="peak learning rate (default: 2e-4)")
+    m.add_argument("--max-length", type=int, default=96,
+                   help="token limit of a pair; a chunk holds at least one pair, so memory grows with it once it "
+                   "exceeds --chunk-tokens (default: 96)")
+    m.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="training precision; auto = bf16 on a GPU, fp32 on a CPU (CPU bf16 autocast trains slower) "
+                   "(default: auto)")
     m.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default: 50)")
     m.add_argument("--seed", type=int, default=0, help="seed for sampling, head init and shuffling (default: 0)")
     m.add_argument("--eval-depth", type=int, default=30, help="BM25 documents per dev query to rerank (default: 30)")
@@ -156,7 +170,7 @@ def cmd_train_reranker(args) -> int:
         negatives=args.negatives, negatives_model=args.negatives_model, negatives_per_query=args.negatives_per_query,
         negative_sampling=args.negative_sampling, loss=args.loss, in_batch_negatives=args.in_batch_negatives,
         max_queries=args.max_queries, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, max_length=args.max_length, precision=args.precision,
+        chunk_tokens=args.chunk_tokens, learning_rate=args.learning_rate, max_length=args.max_length, precision=args.precision,
         save_steps=args.save_steps, seed=args.seed, eval_depth=args.eval_depth,
         eval_max_queries=args.eval_max_queries or None,
     )

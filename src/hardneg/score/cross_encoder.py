@@ -22,6 +22,7 @@ from hardneg.retrieve.encoder import (
     Precision,
     directory_fingerprint,
     first_line,
+    limit_onednn_cache,
     set_max_length,
     resolve_precision,
     state_dict_fingerprint,
@@ -137,6 +138,7 @@ class CrossEncoderScorer:
         import torch
         from tqdm.auto import tqdm
 
+        limit_onednn_cache()
         if len(queries) != len(documents):
             raise HardnegError(f"score_pairs: {len(queries)} queries but {len(documents)} documents; pass one of each per pair.")
         model = self.model
@@ -168,11 +170,15 @@ class CrossEncoderScorer:
 
     def pair_lengths(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         """Token count of each pair as the model sees it (truncated to the max length)."""
-        model = self.model
-        ids = model.tokenizer(
-            list(queries), list(documents), truncation="longest_first", max_length=model.max_seq_length
-        )["input_ids"]
-        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        return pair_token_lengths(self.model, queries, documents)
+
+
+def pair_token_lengths(model, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+    """Token count of each (query, document) pair as ``model`` (a ``CrossEncoder``) sees it, truncated."""
+    ids = model.tokenizer(
+        list(queries), list(documents), truncation="longest_first", max_length=model.max_seq_length
+    )["input_ids"]
+    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
 
 def _saved_max_length(path: Path) -> int | None:

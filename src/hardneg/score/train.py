@@ -36,6 +36,8 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.store import fingerprint, write_json
 
+DEFAULT_CHUNK_TOKENS = 2048  # the default of hardneg.score.chunked_loss (which imports torch)
+
 logger = logging.getLogger(__name__)
 
 NegativeSource = Literal["bm25", "dense", "hybrid"]
@@ -63,7 +65,12 @@ class TeacherTrainingConfig:
         epochs: passes over the training examples.
         max_steps: stop after this many optimiser steps (overrides ``epochs``).
         batch_size: training examples per step: queries, each with its positive and
-            negatives (``listwise``), or (query, document) pairs (``bce``).
+            negatives (``listwise``), or (query, document) pairs (``bce``). With chunking
+            it sets the softmax's size and the time per step, not the memory.
+        chunk_tokens: most padded tokens per forward pass: the step's pairs are scored in
+            length-sorted chunks (GradCache, :mod:`hardneg.score.chunked_loss`), which
+            bounds activation memory whatever the batch, with the same gradient. 0 puts
+            the whole step through one pass (memory grows with batch × pairs × length).
         learning_rate: peak learning rate (linear warm-up over 10 % of the steps).
         max_length: token limit of a (query, document) pair.
         precision: ``bf16`` autocast, ``fp32``, or ``auto``: bf16 on a GPU, fp32 on a CPU
@@ -77,16 +84,17 @@ class TeacherTrainingConfig:
 
     negatives: NegativeSource = "hybrid"
     negatives_model: str | None = None
-    negatives_per_query: int = 7
-    negative_sampling: Literal["top", "random"] = "top"
+    negatives_per_query: int = 3
+    negative_sampling: Literal["top", "random"] = "random"
     loss: TeacherLoss = "listwise"
     in_batch_negatives: int = 4
     max_queries: int | None = None
     epochs: float = 1.0
     max_steps: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    max_length: int = 192
+    batch_size: int = 16
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    learning_rate: float = 2e-4
+    max_length: int = 96
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     save_steps: int = 50
     seed: int = 0
@@ -98,6 +106,8 @@ class TeacherTrainingConfig:
             raise HardnegError(f"negatives must be bm25, dense or hybrid; got {self.negatives!r}.")
         if self.loss not in ("listwise", "bce"):
             raise HardnegError(f"loss must be listwise or bce; got {self.loss!r}.")
+        if self.chunk_tokens < 0:
+            raise HardnegError(f"chunk_tokens must be 0 (one pass) or more, got {self.chunk_tokens}.")
         if self.in_batch_negatives < 0:
             raise HardnegError(f"in_batch_negatives must be 0 or more, got {self.in_batch_negatives}.")
         for name in ("negatives_per_query", "batch_size", "max_length", "save_steps", "eval_depth"):
@@ -221,6 +231,21 @@ def evaluate_reranker(
     return {"first_stage": first, "reranked": reranked}, len(data.queries)
 
 
+def teacher_loss(model, config: TeacherTrainingConfig):
+    """The training loss ``config`` names: chunked (bounded memory) unless ``chunk_tokens`` is 0."""
+    import torch
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
+
+    from hardneg.score.chunked_loss import ChunkedBCELoss, ChunkedListwiseLoss
+
+    chunk = {"chunk_tokens": config.chunk_tokens} if config.chunk_tokens else {}
+    if config.loss == "listwise":
+        kind = ChunkedListwiseLoss if chunk else MultipleNegativesRankingLoss
+        return kind(model, num_negatives=config.in_batch_negatives, **chunk)
+    kind = ChunkedBCELoss if chunk else BinaryCrossEntropyLoss
+    return kind(model, pos_weight=torch.tensor(float(config.negatives_per_query)), **chunk)
+
+
 def train_reranker(
     data,
     base: str,
@@ -253,14 +278,14 @@ def train_reranker(
         import torch
         from datasets import Dataset
         from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
     except ImportError as exc:
         raise HardnegError(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
         ) from exc
-    from hardneg.retrieve.encoder import set_max_length
+    from hardneg.retrieve.encoder import limit_onednn_cache, set_max_length
     from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
 
+    limit_onednn_cache()
     config = config or TeacherTrainingConfig()
     output = Path(output)
     work = output.parent / f"{output.name}.work"
@@ -299,10 +324,7 @@ def train_reranker(
         disable_tqdm=not show_progress,
         dataloader_num_workers=0,
     )
-    if config.loss == "listwise":
-        loss = MultipleNegativesRankingLoss(model, num_negatives=config.in_batch_negatives)
-    else:
-        loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.negatives_per_query)))
+    loss = teacher_loss(model, config)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume:

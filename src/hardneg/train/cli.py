@@ -16,7 +16,8 @@ TRAIN_EXAMPLES = """\
 examples:
   # the default recipe: 3 dense hard negatives per query, mined on the fly with the model itself and
   # kept below 95% of the positive's score (TopK-PercPos 0.05; queries left short are padded with
-  # random documents), then trained with MNRL at a peak learning rate of 5e-5
+  # random documents), then trained with MNRL at a peak learning rate of 5e-5, its loss computed in
+  # mini-batches of 32 texts (cached-mnrl: the same gradient, memory bounded whatever the batch)
   hardneg train data/sample --model sentence-transformers/all-MiniLM-L6-v2 --output runs/student
 
   # the same, re-mining with the model being trained every 200 steps (ANCE)
@@ -67,17 +68,24 @@ def register(sub) -> None:
     source.add_argument("--in-batch-only", action="store_true", help="no hard negatives: in-batch negatives only")
     t = p.add_argument_group("training")
     t.add_argument("--output", "-o", required=True, help="output folder: checkpoints, logs, final model (OUTPUT/final)")
-    t.add_argument("--loss", choices=LOSSES, default="mnrl", help="training loss (default: mnrl)")
+    t.add_argument("--loss", choices=LOSSES, default="cached-mnrl",
+                   help="training loss; cached-mnrl is mnrl's loss and gradient computed --mini-batch-size texts at "
+                   "a time, so memory does not grow with --train-batch-size; mnrl, gist, margin-mse and "
+                   "listwise-distill hold the whole batch's activations (default: cached-mnrl)")
     t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
     t.add_argument("--distill-weight", type=float, default=1.0,
                    help="listwise-distill: weight of the KL term against the in-batch term (default: 1)")
     t.add_argument("--teacher-temperature", type=float, default=1.0,
                    help="listwise-distill: teacher logits are divided by it before the softmax (default: 1)")
-    t.add_argument("--train-batch-size", type=int, default=32, help="examples per training batch (default: 32)")
+    t.add_argument("--train-batch-size", type=int, default=32,
+                   help="examples per training batch; with a cached loss (the default) it sets time per step, not "
+                   "memory; with the others memory grows with it times negatives times --max-length (default: 32)")
     t.add_argument("--batching", choices=BATCHINGS, default="random",
                    help="random batches (default), or topic: queries clustered once so each batch holds one "
                    "topic and its in-batch negatives are hard too (TAS)")
-    t.add_argument("--mini-batch-size", type=int, default=32, help="chunk size of the cached losses (default: 32)")
+    t.add_argument("--mini-batch-size", type=int, default=32,
+                   help="memory bound of the cached losses: texts per forward pass (peak memory grows with it times "
+                   "--max-length); halve it to save memory, at no change to the gradient (default: 32)")
     t.add_argument("--learning-rate", type=float, default=DEFAULT_RECIPE.learning_rate,
                    help=f"peak learning rate (default: {DEFAULT_RECIPE.learning_rate:g})")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")

@@ -30,8 +30,9 @@ class LossConfig:
     """Which loss, and its knobs.
 
     Attributes:
-        name: ``mnrl`` (in-batch + hard negatives, InfoNCE); ``cached-mnrl`` (the same,
-            GradCache: large batches in ``mini_batch_size`` chunks); ``gist`` /
+        name: ``mnrl`` (in-batch + hard negatives, InfoNCE); ``cached-mnrl`` (the default: the
+            same loss and gradient, GradCache: the batch encoded ``mini_batch_size`` texts at
+            a time, so memory does not grow with the batch); ``gist`` /
             ``cached-gist`` (in-batch candidates that the guide scores above the
             positive are masked out as likely false negatives); ``margin-mse``
             (regress the student's positive-negative margin on teacher scores; needs
@@ -40,7 +41,7 @@ class LossConfig:
             positive and candidates; needs a ``scores`` column; the candidates are
             soft-labelled, never hard negatives).
         scale: inverse temperature of the ranking losses (MNRL default 20).
-        mini_batch_size: chunk size of the cached losses.
+        mini_batch_size: texts per forward pass of the cached losses (their memory bound).
         guide: GIST guide model (name or path); None uses the model being trained
             (self-guided, so the guide improves with the student).
         gist_temperature: GIST softmax temperature.
@@ -49,7 +50,7 @@ class LossConfig:
             before the softmax (higher: softer targets).
     """
 
-    name: str = "mnrl"
+    name: str = "cached-mnrl"
     scale: float = 20.0
     mini_batch_size: int = 32
     guide: str | None = None

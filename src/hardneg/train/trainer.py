@@ -152,8 +152,10 @@ def train(
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+    from hardneg.retrieve.encoder import limit_onednn_cache
     from hardneg.train.sampler import make_batch_sampler
 
+    limit_onednn_cache()
     config = config or TrainConfig()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
