@@ -45,11 +45,17 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def peak_rss(argv: list[str], src: Path, log: Path, stop_above_mb: float) -> dict:
-    """Run ``hardneg argv`` with ``src`` first on the path: peak RSS (MB), seconds, exit code, stopped or not."""
+def peak_rss(argv: list[str], src: Path, log: Path, stop_above_mb: float, onednn_cache: int | None = None) -> dict:
+    """Run ``hardneg argv`` with ``src`` first on the path: peak RSS (MB), seconds, exit code, stopped or not.
+
+    ``onednn_cache`` sets ONEDNN_PRIMITIVE_CACHE_CAPACITY (oneDNN's default is 1024); None leaves each
+    version to its own setting.
+    """
     env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)  # each version's own setting
+    env.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)
+    if onednn_cache is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(onednn_cache)
     t0, stopped = time.perf_counter(), False
     with open(log, "wb") as err:
         child = subprocess.Popen([sys.executable, "-m", "hardneg.cli", *argv], stdout=err, stderr=err, env=env)
@@ -82,12 +88,13 @@ def command_argv(name: str, data: str, work: Path, args) -> list[str]:
     }[name]
 
 
-def run_commands(label: str, src: Path, data: str, args, rows: list[dict]) -> None:
+def run_commands(label: str, src: Path, data: str, args, rows: list[dict], onednn_cache: int | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"hardneg-mem-{label}-"))
     try:
         for name in args.commands:
+            argv = command_argv(name, data, work, args)
             row = {"version": label, "data": data, "command": name,
-                   **peak_rss(command_argv(name, data, work, args), src, work / f"{name}.log", args.stop_above_mb)}
+                   **peak_rss(argv, src, work / f"{name}.log", args.stop_above_mb, onednn_cache)}
             rows.append(row)
             print(format_row(row), flush=True)
     finally:
@@ -116,7 +123,7 @@ def format_row(row: dict) -> str:
     peak = f"> {row['peak_mb']} (stopped)" if row["stopped"] else f"{row['peak_mb']}"
     extra = f" batch {row['batch_size']:>3} chunk {row['chunk_tokens']!s:>7}" if "batch_size" in row else ""
     failed = "" if row["exit"] == 0 or row["stopped"] else f"  (exit {row['exit']})"
-    return f"{row['version']:<7}{Path(row['data']).name:<8}{row['command']:<16}{extra}{peak:>18} MB{row['seconds']:>8.0f} s{failed}"
+    return f"{row['version']:<9}{Path(row['data']).name:<8}{row['command']:<16}{extra}{peak:>18} MB{row['seconds']:>8.0f} s{failed}"
 
 
 def main() -> None:
@@ -130,17 +137,21 @@ def main() -> None:
     p.add_argument("--max-queries", type=int, default=300, help="cap on queries (default: 300)")
     p.add_argument("--max-steps", type=int, default=5, help="cap on training steps (default: 5)")
     p.add_argument("--stop-above-mb", type=float, default=8000, help="stop a command above this RSS (default: 8000)")
+    p.add_argument("--onednn-cache", nargs="*", type=int, default=[],
+                   help="also run the version under test with ONEDNN_PRIMITIVE_CACHE_CAPACITY set to each value")
     p.add_argument("--out", help="also write the rows here as JSON")
     args = p.parse_args()
     if "rescore" in args.commands or "report" in args.commands:
         if "mine" not in args.commands:
             p.error("rescore and report read the run directory that mine writes: keep mine in --commands")
     rows: list[dict] = []
-    print(f"{'version':<7}{'data':<8}{'command':<16}{'peak RSS':>21}{'time':>10}")
+    print(f"{'version':<9}{'data':<8}{'command':<16}{'peak RSS':>21}{'time':>10}")
     for data in args.data:
         if args.before_src:
             run_commands("before", Path(args.before_src), data, args, rows)
         run_commands("after", Path(args.after_src), data, args, rows)
+        for capacity in args.onednn_cache:
+            run_commands(f"dnnl{capacity}", Path(args.after_src), data, args, rows, onednn_cache=capacity)
         if args.curve:
             run_curve(Path(args.after_src), data, args, rows)
     if args.out:
