@@ -5,8 +5,9 @@ Optional (``pip install numba``; imported only when numba is installed): same re
 rule), several times faster, on every core numba is allowed (``NUMBA_NUM_THREADS``).
 
 Each query adds its tokens' postings into a per-thread ``float32[n_docs]`` buffer, then keeps
-its best ``k`` documents in a heap during one pass over it. Memory: one ``n_docs`` buffer per
-thread, plus the results.
+its best ``k`` documents in a heap during one pass over it. Memory: one ``float32[n_docs]``
+buffer per thread of numba's pool (``NUMBA_NUM_THREADS``, the core count by default: mind it
+on a many-core machine with a large corpus), plus the results.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def search_block(
     p_ptr = np.concatenate(([0], np.cumsum([len(p) for p in positives]))).astype(np.int64)
     p_rows = np.concatenate([np.asarray(p, dtype=np.int64) for p in positives] + [np.empty(0, np.int64)])
     n_docs = int(s["num_docs"])
-    threads = numba.get_num_threads()
-    buffers = np.zeros((threads, n_docs), dtype=np.float32)
+    # one buffer per thread of the pool (get_thread_id() may name any of them, whatever set_num_threads says)
+    buffers = np.zeros((numba.config.NUMBA_NUM_THREADS, n_docs), dtype=np.float32)
     ids = np.full((len(query_token_ids), k), -1, dtype=np.int32)
     scores = np.full((len(query_token_ids), k), np.nan, dtype=np.float32)
     positive_scores = np.empty(len(p_rows), dtype=np.float32)
