@@ -24,6 +24,7 @@ demo: venv
 
 # pytest exits 5 when it collects nothing: that is a failure, never a pass.
 test: venv
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -123,7 +123,7 @@ def run_job(name: str, **kwargs) -> dict:
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    line = [t for t in proc.stdout.splitlines() if t.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 
 
@@ -192,9 +192,11 @@ def main() -> None:
     print(f"| {'measure':<38} | {'sentence-transformers':>21} | {'hardneg':>10} | {'ratio':>7} |")
     print(f"|{'-' * 40}|{'-' * 23}|{'-' * 12}|{'-' * 9}|")
     print(f"| {'dense cold run, s':<38} | {d['st_seconds']:>21} | {d['hardneg_cold_seconds']:>10} | {d['cold_ratio']:>7} |")
-    print(f"| {'dense re-run, new selection flags, s':<38} | {'':>21} | {d['rerun_seconds']:>10} | {d['rerun_ratio_to_cold']:>7} |")
+    print(f"| {'dense re-run, new selection flags, s':<38} | {'':>21} | {d['rerun_seconds']:>10} "
+          f"| {d['rerun_ratio_to_cold']:>7} |")
     print(f"| {'peak RSS, MB':<38} | {d['st_peak_rss_mb']:>21} | {d['hardneg_peak_rss_mb']:>10} | {d['rss_ratio']:>7} |")
-    print(f"| {'BM25 mining (bm25s retrieve alone), s':<38} | {b['bm25s_seconds']:>21} | {b['hardneg_seconds']:>10} | {b['ratio']:>7} |")
+    print(f"| {'BM25 mining (bm25s retrieve alone), s':<38} | {b['bm25s_seconds']:>21} | {b['hardneg_seconds']:>10} "
+          f"| {b['ratio']:>7} |")
     print(f"\nhardneg encoded in {d['hardneg_precision']}; its negatives overlap the fp32 "
           f"sentence-transformers negatives by {d['negative_overlap_with_st_fp32']:.3f}")
     print("re-run ratio is against hardneg's own cold run; the BM25 column 'sentence-transformers' is bm25s")

@@ -184,9 +184,9 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     from hardneg.select import SelectionConfig
     from hardneg.train.losses import LossConfig
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
+    from hardneg.train.recipe import DEFAULT_RECIPE
     from hardneg.train.refresh import RefreshConfig
     from hardneg.train.trainer import TrainConfig
-    from hardneg.train.recipe import DEFAULT_RECIPE
     from hardneg.train.trainer import train as train_model
 
     if name == "default" and args.retriever != DEFAULT_RECIPE.retriever:
@@ -233,7 +233,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
                              if_short=DEFAULT_RECIPE.if_short, seed=seed)
     miner = dense_miner({"dense-percpos": percpos, "ance": percpos, "default": recipe}.get(name, top1))
     if name in TEACHER_SETTINGS:
-        from hardneg.score.cross_encoder import CrossEncoderScorer
+        from hardneg.teacher.scorer import CrossEncoderScorer
 
         if name == "teacher-denoised":
             teacher_config = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed,

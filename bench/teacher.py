@@ -43,7 +43,7 @@ def minilm() -> str:
 
 def train_teacher(data_dir: Path, out: Path) -> None:
     from hardneg.data import load_beir
-    from hardneg.score.train import TeacherTrainingConfig, train_reranker
+    from hardneg.train.reranker import TeacherTrainingConfig, train_reranker
 
     train_reranker(load_beir(data_dir, "train"), minilm(), out, TeacherTrainingConfig(**TRAIN_CONFIG),
                    dev_data=load_beir(data_dir, "dev"))
@@ -55,9 +55,9 @@ def quality(data_dir: Path, teacher, run_dir: Path, n_queries: int, depth: int, 
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
-    from hardneg.score.rescore import rescore_candidates
-    from hardneg.score.train import sample_queries
     from hardneg.store import RunDir
+    from hardneg.teacher.rescore import rescore_candidates
+    from hardneg.train.reranker import sample_queries
 
     full = load_beir(data_dir, "test")
     data = sample_queries(full, n_queries, seed)
@@ -79,7 +79,8 @@ def quality(data_dir: Path, teacher, run_dir: Path, n_queries: int, depth: int, 
         "ndcg@10": {
             "bm25": evaluator.evaluate(run_from_candidates(bm25, data.corpus.ids))["ndcg@10"],
             "bi-encoder zero-shot (all-MiniLM-L6-v2)": evaluator.evaluate(run_from_candidates(dense, data.corpus.ids))["ndcg@10"],
-            f"teacher reranking bm25 top-{depth}": evaluator.evaluate(run_from_candidates(scored, data.corpus.ids, by="teacher"))["ndcg@10"],
+            f"teacher reranking bm25 top-{depth}":
+                evaluator.evaluate(run_from_candidates(scored, data.corpus.ids, by="teacher"))["ndcg@10"],
         },
         "seconds": {"retrieval": round(t1 - t0, 1), "teacher_scoring": round(t2 - t1, 1)},
     }
@@ -90,9 +91,9 @@ def throughput(data_dir: Path, teacher_path: str, n_queries: int, depth: int, se
 
     from hardneg.data import load_beir
     from hardneg.retrieve.bm25 import BM25Retriever
-    from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
-    from hardneg.score.rescore import score_pairs_cached
-    from hardneg.score.train import sample_queries
+    from hardneg.teacher.rescore import score_pairs_cached
+    from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
+    from hardneg.train.reranker import sample_queries
 
     data = sample_queries(load_beir(data_dir, "test"), n_queries, seed + 1)
     cands = BM25Retriever().retrieve(data, depth, show_progress=False)
@@ -144,7 +145,7 @@ def throughput(data_dir: Path, teacher_path: str, n_queries: int, depth: int, se
 def trained_query_ids(data_dir: Path, record: dict) -> set[str]:
     """Ids of the train queries the teacher's training drew from (its seeded sample, or all)."""
     from hardneg.data import load_beir
-    from hardneg.score.train import sample_queries
+    from hardneg.train.reranker import sample_queries
 
     config = record["config"]
     return set(sample_queries(load_beir(data_dir, "train"), config.get("max_queries"), config.get("seed", 0)).queries.ids)
@@ -157,9 +158,9 @@ def false_negatives(data_dir: Path, teacher, run_dir: Path, n_queries: int, seed
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
-    from hardneg.score.rescore import rescore_candidates
     from hardneg.select import denoise, filters
     from hardneg.store import RunDir
+    from hardneg.teacher.rescore import rescore_candidates
 
     full = load_beir(data_dir, split)
     # prefer queries the teacher was not trained on; if it trained on all of them, say so
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from hardneg.score.cross_encoder import CrossEncoderScorer
+    from hardneg.teacher.scorer import CrossEncoderScorer
 
     record_path = args.teacher / "train_reranker.json"
     if not record_path.is_file():
@@ -275,7 +276,8 @@ def format_tables(r: dict) -> str:
         lines += [f"{k:<46}{v:>9.4f}" for k, v in q["ndcg@10"].items()]
     if "throughput" in r:
         p = r["throughput"]
-        lines += ["", f"(b) rescoring {p['pairs']} pairs ({p['queries']} queries x top-{p['depth']}, max length {p['max_length']})",
+        lines += ["", f"(b) rescoring {p['pairs']} pairs ({p['queries']} queries x top-{p['depth']}, "
+                      f"max length {p['max_length']})",
                   f"{'method':<46}{'pairs/s':>9}"]
         lines += [f"{k:<46}{v:>9.1f}" for k, v in p["pairs_per_s"].items()]
         a = p["agreement"]
@@ -292,7 +294,8 @@ def format_tables(r: dict) -> str:
             if isinstance(v, dict) and "rate" in v:
                 lines.append(f"{k:<28}{v['rate']:>8.3f}{v['flagged']:>9}{v['candidates']:>7}")
         for ex in f["examples"][:4]:
-            lines.append(f"  [{ex['source']}] q: {ex['query'][:70]!r}\n      flagged (p={ex['teacher_p']}): {ex['flagged'][:90]!r}")
+            lines.append(f"  [{ex['source']}] q: {ex['query'][:70]!r}\n"
+                         f"      flagged (p={ex['teacher_p']}): {ex['flagged'][:90]!r}")
     return "\n".join(lines)
 
 

@@ -84,7 +84,6 @@ def tiny_models(tmp_path_factory, minilm_path):
     """``(bi_encoder_dir, cross_encoder_dir)``: random 2-layer, 32-wide BERTs with MiniLM's tokenizer, for tests
     where a model must run through the real code path but its quality is not the point."""
     import torch
-
     from tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
     torch.set_num_threads(1)  # 2 busy cores: one thread is faster and steadier

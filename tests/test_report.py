@@ -38,8 +38,9 @@ def test_report_page_embeds_decodable_plots_and_examples(tmp_path, tiny_train):
     page = page_path.read_text(encoding="utf-8")
     pngs = images(page)
     assert len(pngs) >= 2  # drops per step + one histogram per source
-    import matplotlib.image as mpimg
     import io
+
+    import matplotlib.image as mpimg
 
     for png in pngs:
         assert png.startswith(PNG_MAGIC)

@@ -40,10 +40,10 @@ _WHERE = {
     "load_pairs": "hardneg.data",
     "from_hf_dataset": "hardneg.data",
     "RetrievalData": "hardneg.data",
-    "CrossEncoderScorer": "hardneg.score.cross_encoder",
-    "rescore_candidates": "hardneg.score.rescore",
-    "train_reranker": "hardneg.score.train",
-    "TeacherTrainingConfig": "hardneg.score.train",
+    "CrossEncoderScorer": "hardneg.teacher.scorer",
+    "rescore_candidates": "hardneg.teacher.rescore",
+    "train_reranker": "hardneg.train.reranker",
+    "TeacherTrainingConfig": "hardneg.train.reranker",
     "render_html": "hardneg.report_html",
 }
 

@@ -40,7 +40,7 @@ class Candidates:
             where it did not return the candidate.
         method: how the list was made: ``bm25``, ``dense``, ``hybrid-rrf`` or ``hybrid-union``.
         teacher_scores: optional ``float32[n, k]`` cross-encoder teacher logit of each
-            candidate, NaN for empty slots (:func:`hardneg.score.rescore.rescore_candidates`).
+            candidate, NaN for empty slots (:func:`hardneg.teacher.rescore.rescore_candidates`).
         teacher_positive_scores: optional ``float32[n, p]`` teacher logit of each positive,
             aligned with ``positive_scores``.
         teacher: fingerprint of the teacher that made the teacher scores; ``""`` without.

@@ -31,6 +31,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# Most padded tokens per chunked forward pass, by default (cross-encoder teacher training).
+DEFAULT_CHUNK_TOKENS = 2048
+
 ScoreChunk = Callable[[np.ndarray], Any]  # rows -> float tensor (len(rows),)
 
 

@@ -41,7 +41,7 @@ class Miner:
         run_dir: where embeddings, candidates and the report are kept; None keeps
             nothing (every call recomputes).
         show_progress: tqdm bars on long stages.
-        teacher: a cross-encoder :class:`~hardneg.score.cross_encoder.Scorer`; every
+        teacher: a cross-encoder :class:`~hardneg.teacher.scorer.Scorer`; every
             candidate and positive gets a teacher score (cached in the run directory
             under the teacher's fingerprint), for ``score_source="teacher"``, denoising,
             distillation scores and the report's false-negative estimate. Without one,
@@ -99,7 +99,7 @@ class Miner:
     def _rescored(self, data, found: Candidates, path: Path | None) -> Candidates:
         if self.teacher is None or found.teacher == self.teacher.key():
             return found
-        from hardneg.score.rescore import rescore_candidates
+        from hardneg.teacher.rescore import rescore_candidates
 
         found = rescore_candidates(found, data, self.teacher, run_dir=self.run_dir, show_progress=self.show_progress)
         if path is not None:

@@ -162,7 +162,8 @@ def _plots(groups: dict[str, np.ndarray], score_name: str) -> list[tuple[str, st
             allv = np.concatenate(finite)
             lo, hi = float(allv.min()), float(allv.max())
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
-            for (label, v), style in zip(series.items(), ({"alpha": 0.6}, {"alpha": 0.35}, {"histtype": "step", "linewidth": 1.6})):
+            styles = ({"alpha": 0.6}, {"alpha": 0.35}, {"histtype": "step", "linewidth": 1.6})
+            for (label, v), style in zip(series.items(), styles):
                 if len(v):
                     ax.hist(v, bins=edges, density=True, label=f"{label} (n={len(v)})", **style)
         ax.set_xlabel(score_name)

@@ -77,7 +77,8 @@ def test_same_seed_same_bytes(tmp_path, tiny_dir):
         (["mine", "nope/missing", "--output", "x.jsonl"], "nope/missing"),
         (["mine", "{tiny}", "--retriever", "dense", "--output", "x.jsonl"], "--model"),
         (["mine", "{tiny}", "--split", "validation", "--output", "x.jsonl"], "validation"),
-        (["mine", "{tiny}", "--range-min", "5", "--range-max", "6", "--num-negatives", "3", "--output", "x.jsonl"], "rank window"),
+        (["mine", "{tiny}", "--range-min", "5", "--range-max", "6", "--num-negatives", "3", "--output", "x.jsonl"],
+         "rank window"),
         (["mine", "{tiny}", "--output", "x.csv"], ".jsonl"),
     ],
 )
@@ -162,3 +163,25 @@ def test_the_package_imports_no_heavy_module_and_export_stays_the_function():
             "print(heavy, callable(hardneg.export), hardneg.export.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["[]", "True", "hardneg.export"], out.stderr
+
+
+def test_selection_flags_cover_every_selection_field_and_build_the_config(tiny_dir, tmp_path):
+    from dataclasses import fields
+
+    from hardneg.cli import build_parser
+    from hardneg.cli.options import SELECTION_FLAGS, selection_config
+    from hardneg.select import SelectionConfig
+
+    assert set(SELECTION_FLAGS) == {f.name for f in fields(SelectionConfig)}
+    mine_flags = {o for a in build_parser()._subparsers._group_actions[0].choices["mine"]._actions
+                  for o in a.option_strings}
+    assert set(SELECTION_FLAGS.values()) <= mine_flags
+    args = build_parser().parse_args([
+        "mine", str(tiny_dir), "-o", str(tmp_path / "x.jsonl"), "--num-negatives", "4", "--range-min", "1",
+        "--range-max", "9", "--min-score", "-1", "--max-score", "5", "--relative-margin", "0.1", "--sampling",
+        "simans", "--simans-a", "3", "--simans-b", "0.5", "--if-short", "pad", "--keep-duplicate-texts", "--seed",
+        "7", "--score-source", "teacher", "--denoise", "absolute", "--denoise-threshold", "2", "--promote-denoised"])
+    assert selection_config(args) == SelectionConfig(
+        num_negatives=4, range_min=1, range_max=9, min_score=-1.0, max_score=5.0, relative_margin=0.1,
+        sampling="simans", simans_a=3.0, simans_b=0.5, if_short="pad", dedupe_texts=False, seed=7,
+        score_source="teacher", denoise="absolute", denoise_threshold=2.0, promote_denoised=True)

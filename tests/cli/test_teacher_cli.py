@@ -20,7 +20,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_rescore_then_denoise_then_report(tmp_path, tiny_dir, minilm_path):
     import torch
 
-    from hardneg.score.cross_encoder import load_cross_encoder
+    from hardneg.teacher.scorer import load_cross_encoder
 
     torch.manual_seed(0)
     teacher = tmp_path / "teacher"

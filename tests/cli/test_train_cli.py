@@ -91,7 +91,7 @@ def test_listwise_distill_trains_on_teacher_scores_mined_into_a_file(tmp_path, t
     """The two-command path the README gives: mine with a teacher's scores, then distil them."""
     import torch
 
-    from hardneg.score.cross_encoder import load_cross_encoder
+    from hardneg.teacher.scorer import load_cross_encoder
 
     torch.manual_seed(0)
     teacher = tmp_path / "teacher"
@@ -145,16 +145,16 @@ def test_train_mines_what_the_flags_say(flags, retriever, selection, tmp_path, t
     from sentence_transformers import SentenceTransformer
 
     from hardneg.cli import build_parser, resolve_retriever
+    from hardneg.cli.train import training_miner
     from hardneg.retrieve.bm25 import BM25Retriever
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.hybrid import HybridRetriever
-    from hardneg.train.cli import _training_miner
 
     args = build_parser().parse_args(["train", str(tiny_dir), "--model", tiny_model, "--output", str(tmp_path / "o"),
                                       *flags])
     resolve_retriever(args)
     model = SentenceTransformer(tiny_model, device="cpu")
-    miner, _ = _training_miner(args, model, tmp_path / "run")
+    miner, _ = training_miner(args, model, tmp_path / "run")
     kind = {"bm25": BM25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever}[retriever]
     assert type(miner.retriever) is kind
     if retriever != "bm25":  # mines with the very model being trained

@@ -44,7 +44,7 @@ def small_shards(size: int) -> list[Callable[[], None]]:
 
         return sharded
 
-    return [patch("hardneg.retrieve.dense:sharded_compute", wrap), patch("hardneg.score.rescore:sharded_compute", wrap)]
+    return [patch("hardneg.retrieve.dense:sharded_compute", wrap), patch("hardneg.teacher.rescore:sharded_compute", wrap)]
 
 
 class Counter:

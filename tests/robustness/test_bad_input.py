@@ -214,7 +214,8 @@ CASES = [
     # --- data that says something else than the user thinks
     Case("missing-data", ("mine", "{root}/nope", "-o", "{new}"), "no such file or directory"),
     Case("qrels-graded-1-and-0", mine(), "expected one grade per pair", prepare=conflicting_qrels),
-    Case("pad-cannot-fill", mine("--num-negatives", "500", "--depth", "500", "--if-short", "pad"), "Padding could not fill", early=False),
+    Case("pad-cannot-fill", mine("--num-negatives", "500", "--depth", "500", "--if-short", "pad"), "Padding could not fill",
+         early=False),
     Case("filters-keep-nothing", mine("--max-score", "-1000"), "loosen --max-score", early=False),
     Case("negatives-from-other-data", train("--negatives", "{root}/foreign.jsonl"), "an unrelated question 0",
          prepare=foreign_negatives, early=False),

@@ -104,7 +104,7 @@ def test_damaged_teacher_scores_are_rebuilt(kind, base_workspace, small_run, tmp
         in_process(rescore_args(base_workspace, small_run))
         flip_a_byte(one(small_run / "teacher", "*.npy"))
     else:
-        stop = faults.Interrupter("hardneg.score.cross_encoder:CrossEncoderScorer.score_pairs", call=3)
+        stop = faults.Interrupter("hardneg.teacher.scorer:CrossEncoderScorer.score_pairs", call=3)
         try:
             with pytest.raises(AssertionError):
                 in_process(rescore_args(base_workspace, small_run))

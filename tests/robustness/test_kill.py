@@ -62,10 +62,10 @@ def test_rescore_killed_then_rerun_gives_the_uninterrupted_scores(workspace, tmp
     shutil.copytree(run, reference_run)
     args = ["rescore", "--cross-encoder", str(workspace.cross_encoder), "--shard-size", "40",
             "--teacher-precision", "fp32"]
-    shards = in_process([*args, str(reference_run)], count="hardneg.score.cross_encoder:CrossEncoderScorer.score_pairs")
+    shards = in_process([*args, str(reference_run)], count="hardneg.teacher.scorer:CrossEncoderScorer.score_pairs")
     assert shards > 3
     call = int(np.random.default_rng([SEED, 3]).integers(1, shards + 1))
-    killed_run({"kill": {"target": "hardneg.score.cross_encoder:CrossEncoderScorer.score_pairs", "call": call}},
+    killed_run({"kill": {"target": "hardneg.teacher.scorer:CrossEncoderScorer.score_pairs", "call": call}},
                [*args, str(run)])
     in_process([*args, str(run)])
     (reference,) = (reference_run / "candidates").glob("*.parquet")

@@ -7,8 +7,7 @@ import pytest
 
 from hardneg.candidates import Candidates
 from hardneg.errors import HardnegError
-from hardneg.select import SelectionConfig, select_negatives
-from hardneg.select import filters
+from hardneg.select import SelectionConfig, filters, select_negatives
 from hardneg.select.sample import gumbel_top, take_top
 from hardneg.text import normalize_text, text_keys
 

@@ -16,7 +16,6 @@ from hardneg.select import SelectionConfig, select_negatives
 from hardneg.select.denoise import false_negative_rates, sigmoid, teacher_says_relevant
 from hardneg.text import text_keys
 
-
 TEXTS = [f"document number {i}" for i in range(10)]
 KEYS = text_keys(TEXTS)
 

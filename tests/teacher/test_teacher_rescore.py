@@ -9,9 +9,9 @@ from hardneg.candidates import EMPTY, Candidates
 from hardneg.errors import HardnegError
 from hardneg.mine import Miner
 from hardneg.retrieve.bm25 import BM25Retriever
-from hardneg.score.rescore import candidate_pairs, rescore_candidates
 from hardneg.select import SelectionConfig
 from hardneg.store import RunDir
+from hardneg.teacher.rescore import candidate_pairs, rescore_candidates
 
 
 class OverlapScorer:
@@ -53,7 +53,7 @@ def test_rescoring_equals_per_pair_predict(tiny_dir, minilm_path):
     import torch
 
     from hardneg.data import load_beir
-    from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
+    from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
 
     data = load_beir(tiny_dir, "dev")
     cands = BM25Retriever().retrieve(data, 4, show_progress=False)

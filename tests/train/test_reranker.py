@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hardneg.errors import HardnegError
-from hardneg.score.train import TeacherTrainingConfig, evaluate_reranker, train_reranker
+from hardneg.train.reranker import TeacherTrainingConfig, evaluate_reranker, train_reranker
 
 
 @pytest.mark.slow
@@ -23,7 +23,7 @@ def test_training_improves_dev_reranking_over_the_untrained_head(
     import torch
 
     from hardneg.data import load_beir
-    from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
+    from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
 
     train, dev = load_beir(tiny_dir, "train"), load_beir(tiny_dir, "dev")
     config = TeacherTrainingConfig(negatives="bm25", negatives_per_query=negatives, loss=loss, in_batch_negatives=1,

@@ -25,8 +25,9 @@ class DriftingEncoder(FakeEncoder):
 
 @pytest.fixture(scope="module")
 def tiny_dev():
-    from hardneg.data import load_beir
     from conftest import TINY
+
+    from hardneg.data import load_beir
 
     return load_beir(TINY, "dev")
 

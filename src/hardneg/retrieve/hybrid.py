@@ -8,7 +8,6 @@ import numpy as np
 
 from hardneg.candidates import EMPTY, Candidates
 from hardneg.choices import FUSIONS, Fusion, check_choice
-from hardneg.errors import HardnegError
 from hardneg.retrieve.bm25 import BM25Retriever
 from hardneg.retrieve.dense import DenseRetriever
 from hardneg.store import fingerprint

@@ -159,7 +159,8 @@ class Refresher:
 
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
-            raise HardnegError("Refresh cannot be combined with teacher-scored negatives (margin-mse, listwise-distill): new negatives "
+            raise HardnegError("Refresh cannot be combined with teacher-scored negatives (margin-mse, listwise-distill): "
+                               "new negatives "
                                "would have no teacher scores. Drop --refresh-every or use a ranking loss.")
         if (self.pool.query_rows < 0).all():
             raise HardnegError("Refresh needs to know which query each example belongs to: pass the data the "

@@ -156,7 +156,7 @@ def rescore_candidates(
     Args:
         candidates: retrieved candidates of ``data`` (rows aligned with its queries).
         data: the :class:`~hardneg.data.RetrievalData` they were mined from.
-        scorer: a :class:`~hardneg.score.cross_encoder.Scorer`.
+        scorer: a :class:`~hardneg.teacher.scorer.Scorer`.
         run_dir: where pair scores are cached (resumable); None computes in memory.
         shard_size: pairs per saved shard (the resume granularity).
 

@@ -34,9 +34,8 @@ from typing import Any, Literal
 import numpy as np
 
 from hardneg.errors import HardnegError
+from hardneg.gradcache import DEFAULT_CHUNK_TOKENS
 from hardneg.store import fingerprint, write_json
-
-DEFAULT_CHUNK_TOKENS = 2048  # the default of hardneg.score.chunked_loss (which imports torch)
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class TeacherTrainingConfig:
             negatives (``listwise``), or (query, document) pairs (``bce``). With chunking
             it sets the softmax's size and the time per step, not the memory.
         chunk_tokens: most padded tokens per forward pass: the step's pairs are scored in
-            length-sorted chunks (GradCache, :mod:`hardneg.score.chunked_loss`), which
+            length-sorted chunks (GradCache, :mod:`hardneg.train.chunked_loss`), which
             bounds activation memory whatever the batch, with the same gradient. 0 puts
             the whole step through one pass (memory grows with batch × pairs × length).
         learning_rate: peak learning rate (linear warm-up over 10 % of the steps).
@@ -218,8 +217,7 @@ def evaluate_reranker(
     """
     from hardneg.evaluate import Evaluator, run_from_candidates
     from hardneg.retrieve.bm25 import BM25Retriever
-    from hardneg.score.rerank import reranked_run
-    from hardneg.score.rescore import rescore_candidates
+    from hardneg.teacher.rescore import rescore_candidates
 
     data = sample_queries(data, max_queries, seed)
     retriever = first_stage or BM25Retriever()
@@ -227,7 +225,7 @@ def evaluate_reranker(
     evaluator = Evaluator(data.qrels())
     first = evaluator.evaluate(run_from_candidates(candidates, data.corpus.ids))
     scored = rescore_candidates(candidates, data, scorer, show_progress=show_progress)
-    reranked = evaluator.evaluate(reranked_run(scored, data.corpus.ids))
+    reranked = evaluator.evaluate(run_from_candidates(scored, data.corpus.ids, by="teacher"))
     return {"first_stage": first, "reranked": reranked}, len(data.queries)
 
 
@@ -236,7 +234,7 @@ def teacher_loss(model, config: TeacherTrainingConfig):
     import torch
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 
-    from hardneg.score.chunked_loss import ChunkedBCELoss, ChunkedListwiseLoss
+    from hardneg.train.chunked_loss import ChunkedBCELoss, ChunkedListwiseLoss
 
     chunk = {"chunk_tokens": config.chunk_tokens} if config.chunk_tokens else {}
     if config.loss == "listwise":
@@ -283,7 +281,7 @@ def train_reranker(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
         ) from exc
     from hardneg.retrieve.encoder import limit_onednn_cache, set_max_length
-    from hardneg.score.cross_encoder import CrossEncoderScorer, load_cross_encoder
+    from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
 
     limit_onednn_cache()
     config = config or TeacherTrainingConfig()

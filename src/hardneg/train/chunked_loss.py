@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import batch_to_device
 
-from hardneg.gradcache import cached_loss
+from hardneg.gradcache import DEFAULT_CHUNK_TOKENS, cached_loss
 from hardneg.retrieve.encoder import token_budget_batches
-from hardneg.score.cross_encoder import pair_token_lengths
-from hardneg.score.train import DEFAULT_CHUNK_TOKENS
+from hardneg.teacher.scorer import pair_token_lengths
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,19 @@ import argparse
 import logging
 from pathlib import Path
 
+from hardneg.cli.checks import check_output, check_run_dir
+from hardneg.cli.options import (
+    add_data_args,
+    add_retriever_args,
+    add_selection_args,
+    build_retriever,
+    load_data,
+    optional_dev_data,
+    selection_config,
+)
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger("hardneg")
-
-from hardneg.train.recipe import DEFAULT_RECIPE
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -45,8 +53,8 @@ examples:
 
 def register(sub) -> None:
     """Add the training subcommands to the ``hardneg`` parser."""
-    from hardneg.cli import _add_data_args, _add_retriever_args, _add_selection_args
     from hardneg.train.losses import LOSSES
+    from hardneg.train.recipe import DEFAULT_RECIPE
     from hardneg.train.topics import BATCHINGS
 
     p = sub.add_parser(
@@ -58,9 +66,9 @@ def register(sub) -> None:
         "5e-5 (hardneg.train.recipe).",
         epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_data_args(p)
-    _add_retriever_args(p, trains_model=True)
-    _add_selection_args(p, default_relative_margin=DEFAULT_RECIPE.relative_margin,
+    add_data_args(p)
+    add_retriever_args(p, trains_model=True)
+    add_selection_args(p, default_relative_margin=DEFAULT_RECIPE.relative_margin,
                         default_if_short=DEFAULT_RECIPE.if_short)
     src = p.add_argument_group("negatives")
     source = src.add_mutually_exclusive_group()
@@ -109,10 +117,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _training_miner(args, model, run_dir: Path):
-    """The mining pipeline of the flags, with its encoder wrapping the model being trained."""
-    from hardneg.cli import make_retriever, selection_config
+def training_miner(args, model, run_dir: Path):
+    """The mining pipeline of the flags, with its encoder wrapping the model being trained.
+
+    Returns:
+        ``(miner, eval_miner)``: the miner of the flags, and one with a dense retriever for
+        the dev evaluation (the same miner unless the flags chose BM25).
+    """
     from hardneg.mine import Miner
+    from hardneg.retrieve.base import DenseBacked
     from hardneg.retrieve.dense import DenseRetriever
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
 
@@ -122,25 +135,16 @@ def _training_miner(args, model, run_dir: Path):
         max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
         **({"max_batch_tokens": args.max_batch_tokens} if getattr(args, "max_batch_tokens", None) else {}),
     )
-    retriever = make_retriever(args)
-    dense = retriever if isinstance(retriever, DenseRetriever) else getattr(retriever, "dense", None)
-    if dense is not None:
-        dense.encoder = encoder  # mine with the very weights being trained (its key follows them)
+    # mine with the very weights being trained (the encoder's key follows them)
+    retriever = build_retriever(args, encoder=encoder)
     miner = Miner(retriever, config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet)
-    eval_miner = miner if dense is not None else Miner(DenseRetriever(encoder), config, run_dir=run_dir,
-                                                       show_progress=not args.quiet)
-    return miner, eval_miner
+    if isinstance(retriever, DenseBacked):
+        return miner, miner
+    return miner, Miner(DenseRetriever(encoder), config, run_dir=run_dir, show_progress=not args.quiet)
 
 
-def cmd_train(args) -> int:
-    from hardneg.cli import check_output, check_run_dir, load_data, optional_dev_data
-    from hardneg.retrieve.encoder import load_sentence_transformer, set_max_length
-    from hardneg.train.files import pool_from_file
-    from hardneg.train.losses import LossConfig
-    from hardneg.train.pool import pool_from_selection, pool_in_batch_only
-    from hardneg.train.refresh import RefreshConfig
-    from hardneg.train.trainer import TrainConfig, train
-
+def _refuse_contradictions(args) -> None:
+    """Flags that cannot work together, refused before anything loads."""
     if not args.model:
         raise HardnegError("hardneg train needs --model: the sentence-transformers model to fine-tune (name or path).")
     if args.refresh_every is not None and args.retriever == "bm25":
@@ -150,49 +154,48 @@ def cmd_train(args) -> int:
         raise HardnegError("--refresh-async says how to refresh; add --refresh-every N to say when.")
     if args.refresh_every is not None and args.in_batch_only:
         raise HardnegError("--refresh-every swaps hard negatives, but --in-batch-only trains without any; drop one.")
+
+
+def _loss_config(args):
+    from hardneg.train.losses import LossConfig
+
     loss = LossConfig(args.loss, mini_batch_size=args.mini_batch_size, guide=args.guide,
                       distill_weight=args.distill_weight, teacher_temperature=args.teacher_temperature)
     if loss.needs_scores and not args.negatives:
         raise HardnegError(f"--loss {args.loss} trains on teacher scores, which on-the-fly mining does not keep: "
                            "write them to a file first (hardneg mine ... --cross-encoder TEACHER --score-source "
                            "teacher --format n-tuple --with-scores --output F), then train with --negatives F.")
-    if args.max_length is None:
-        args.max_length = 128
-    output = Path(args.output)
-    run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
-    check_output(output, args, folder=True)
-    if args.negatives:
-        from hardneg.train.files import check_negatives_file
+    return loss
 
-        check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
-    data = load_data(args)
-    dev = optional_dev_data(args.data, args.dev_split)
-    model = load_sentence_transformer(args.model)
-    set_max_length(model, args.max_length, args.model)
-    miner, eval_miner = _training_miner(args, model, run_dir)
+
+def _training_pool(args, data, miner, loss):
+    """The examples to train on: from --negatives, in-batch only, or mined now."""
+    from hardneg.train.files import pool_from_file
+    from hardneg.train.pool import pool_from_selection, pool_in_batch_only
+
     if args.negatives:
-        pool = pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
-    elif args.in_batch_only:
-        pool = pool_in_batch_only(data)
-    else:
-        loss.check_negatives(args.num_negatives)  # now, not after minutes of mining
-        result = miner.mine(data)
-        print(result.report.format_table())
-        pool = pool_from_selection(data, result.selection)
-    refresh = None
+        return pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
+    if args.in_batch_only:
+        return pool_in_batch_only(data)
+    loss.check_negatives(args.num_negatives)  # now, not after minutes of mining
+    result = miner.mine(data)
+    print(result.report.format_table())
+    return pool_from_selection(data, result.selection)
+
+
+def _refresh_config(args, dev):
+    """ANCE refresh every --refresh-every steps; without it, dev evaluations only (when there is a dev split)."""
+    from hardneg.train.refresh import RefreshConfig
+
     if args.refresh_every is not None:
-        refresh = RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
-                                dev_max_queries=args.dev_max_queries, asynchronous=args.refresh_async)
-    elif dev is not None:
-        refresh = RefreshConfig(every=10**9, dev_max_queries=args.dev_max_queries)  # dev curve only
-    config = TrainConfig(
-        loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
-        warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
-        precision=args.precision, seed=args.seed, batching=args.batching, save_steps=args.save_steps,
-    )
-    result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
-                   refresh=refresh, dev_data=dev, resume_from_checkpoint=True if args.resume else None,
-                   show_progress=not args.quiet)
+        return RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
+                             dev_max_queries=args.dev_max_queries, asynchronous=args.refresh_async)
+    if dev is not None:
+        return RefreshConfig(every=None, dev_max_queries=args.dev_max_queries)
+    return None
+
+
+def _print_result(result, pool) -> None:
     print(f"trained {result.steps} steps on {len(pool)} examples ({pool.num_negatives} hard negatives each) "
           f"in {result.seconds:.0f} s")
     for entry in result.history:
@@ -204,4 +207,35 @@ def cmd_train(args) -> int:
         print(f"  step {entry['step']:>6}  {entry['kind']:<8}" + (f"  dev nDCG@10 {ndcg:.4f}" if ndcg is not None else "")
               + extra)
     print(f"model     {result.model_path}")
+
+
+def cmd_train(args) -> int:
+    from hardneg.retrieve.encoder import load_sentence_transformer, set_max_length
+    from hardneg.train.files import check_negatives_file
+    from hardneg.train.trainer import TrainConfig, train
+
+    _refuse_contradictions(args)
+    loss = _loss_config(args)
+    if args.max_length is None:
+        args.max_length = 128
+    output = Path(args.output)
+    run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
+    check_output(output, args, folder=True)
+    if args.negatives:
+        check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
+    data = load_data(args)
+    dev = optional_dev_data(args.data, args.dev_split)
+    model = load_sentence_transformer(args.model)
+    set_max_length(model, args.max_length, args.model)
+    miner, eval_miner = training_miner(args, model, run_dir)
+    pool = _training_pool(args, data, miner, loss)
+    config = TrainConfig(
+        loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
+        warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
+        precision=args.precision, seed=args.seed, batching=args.batching, save_steps=args.save_steps,
+    )
+    result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
+                   refresh=_refresh_config(args, dev), dev_data=dev,
+                   resume_from_checkpoint=True if args.resume else None, show_progress=not args.quiet)
+    _print_result(result, pool)
     return 0

@@ -1,4 +1,4 @@
-"""Teacher subcommands: ``train-reranker``, ``rescore`` and ``report``; teacher flags for ``mine``."""
+"""``hardneg train-reranker`` and ``hardneg rescore``: the cross-encoder teacher."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from hardneg.choices import PRECISIONS, RETRIEVERS
+from hardneg.cli.checks import check_output
+from hardneg.cli.options import add_teacher_args, data_split, make_teacher, optional_dev_data
 from hardneg.errors import HardnegError
-from hardneg.score.train import DEFAULT_CHUNK_TOKENS
 
 logger = logging.getLogger("hardneg")
+
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -28,59 +31,10 @@ Interrupted? Run the same command again: training resumes from its last checkpoi
 """
 
 
-def add_teacher_args(p: argparse.ArgumentParser) -> None:
-    """Flags that attach a cross-encoder teacher (``mine``, ``rescore``)."""
-    g = p.add_argument_group("teacher (cross-encoder)")
-    g.add_argument("--cross-encoder", help="teacher: a cross-encoder directory (hardneg train-reranker) or model name")
-    g.add_argument("--teacher-max-length", type=int, help="token limit of a (query, document) pair (default: the model's)")
-    g.add_argument("--teacher-batch-size", type=int, default=64, help="most pairs per teacher forward pass (at most 8,192 padded tokens; memory grows with "
-                   "both) (default: 64)")
-    g.add_argument("--teacher-precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="teacher precision; auto = bf16 where the CPU/GPU has it (default: auto)")
-
-
-def add_denoise_args(p: argparse.ArgumentParser) -> None:
-    """Selection flags that read teacher scores (``mine``)."""
-    g = p.add_argument_group("teacher selection")
-    g.add_argument("--score-source", choices=["retriever", "teacher"], default="retriever",
-                   help="scores that order candidates and feed score filters/margins (teacher: cross-encoder mined "
-                   "negatives; default: retriever)")
-    g.add_argument("--denoise", choices=["absolute", "relative", "probability"],
-                   help="drop likely false negatives: teacher logit > T (absolute), > positive's logit - T (relative), "
-                   "or sigmoid(logit) > T (probability)")
-    g.add_argument("--denoise-threshold", type=float, help="T of --denoise (e.g. 0.9 for probability)")
-    g.add_argument("--promote-denoised", action="store_true",
-                   help="add denoised candidates to the positives in the output (RocketQA-style augmentation)")
-
-
-def teacher_selection_kwargs(args) -> dict:
-    """SelectionConfig fields from the teacher selection flags."""
-    if args.denoise is not None and args.denoise_threshold is None:
-        raise HardnegError("--denoise needs --denoise-threshold (e.g. --denoise probability --denoise-threshold 0.9).")
-    if args.denoise is None and args.denoise_threshold is not None:
-        raise HardnegError("--denoise-threshold needs --denoise absolute|relative|probability.")
-    return {
-        "score_source": args.score_source,
-        "denoise": args.denoise,
-        "denoise_threshold": args.denoise_threshold if args.denoise_threshold is not None else 0.0,
-        "promote_denoised": args.promote_denoised,
-    }
-
-
-def make_teacher(args):
-    """The teacher the flags describe, or None without ``--cross-encoder``."""
-    if not getattr(args, "cross_encoder", None):
-        return None
-    from hardneg.score.cross_encoder import CrossEncoderScorer
-
-    return CrossEncoderScorer(
-        args.cross_encoder, max_length=args.teacher_max_length, batch_size=args.teacher_batch_size,
-        precision=args.teacher_precision,
-    )
-
-
 def register(sub) -> None:
-    """Add the teacher subcommands to the ``hardneg`` parser."""
+    """Add ``train-reranker`` and ``rescore`` to the ``hardneg`` parser."""
+    from hardneg.gradcache import DEFAULT_CHUNK_TOKENS
+
     tr = sub.add_parser(
         "train-reranker", help="train a cross-encoder teacher on qrels positives and mined negatives",
         description="Train a sentence-transformers CrossEncoder on each query's positives and negatives mined by "
@@ -100,7 +54,7 @@ def register(sub) -> None:
     m = tr.add_argument_group("model and training")
     m.add_argument("--base", required=True, help="model to start from (a bi-encoder gets a fresh scoring head)")
     m.add_argument("--output", "-o", required=True, help="directory for the teacher (and its checkpoints while training)")
-    m.add_argument("--negatives", choices=["bm25", "dense", "hybrid"], default="hybrid",
+    m.add_argument("--negatives", choices=RETRIEVERS, default="hybrid",
                    help="where training negatives come from (default: hybrid)")
     m.add_argument("--negatives-model", help="bi-encoder for dense/hybrid negatives (default: --base)")
     m.add_argument("--negatives-per-query", type=int, default=3,
@@ -126,7 +80,7 @@ def register(sub) -> None:
     m.add_argument("--max-length", type=int, default=96,
                    help="token limit of a pair; a chunk holds at least one pair, so memory grows with it once it "
                    "exceeds --chunk-tokens (default: 96)")
-    m.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    m.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="training precision; auto = bf16 on a GPU, fp32 on a CPU (CPU bf16 autocast trains slower) "
                    "(default: auto)")
     m.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default: 50)")
@@ -152,25 +106,17 @@ def register(sub) -> None:
     add_teacher_args(rs)
     rs.set_defaults(func=cmd_rescore)
 
-    rp = sub.add_parser(
-        "report", help="write a self-contained HTML page with the run's plots",
-        description="Render RUN_DIR/report.json and the saved score samples as one HTML page with embedded PNG plots.",
-    )
-    rp.add_argument("run_dir", help="a run directory written by `hardneg mine`")
-    rp.add_argument("--output", "-o", help="page to write (default: RUN_DIR/report.html)")
-    rp.set_defaults(func=cmd_report)
-
 
 def cmd_train_reranker(args) -> int:
-    from hardneg.cli import check_output, data_split, optional_dev_data
     from hardneg.data import load
-    from hardneg.score.train import TeacherTrainingConfig, train_reranker
+    from hardneg.train.reranker import TeacherTrainingConfig, train_reranker
 
     config = TeacherTrainingConfig(
         negatives=args.negatives, negatives_model=args.negatives_model, negatives_per_query=args.negatives_per_query,
         negative_sampling=args.negative_sampling, loss=args.loss, in_batch_negatives=args.in_batch_negatives,
         max_queries=args.max_queries, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-        chunk_tokens=args.chunk_tokens, learning_rate=args.learning_rate, max_length=args.max_length, precision=args.precision,
+        chunk_tokens=args.chunk_tokens, learning_rate=args.learning_rate, max_length=args.max_length,
+        precision=args.precision,
         save_steps=args.save_steps, seed=args.seed, eval_depth=args.eval_depth,
         eval_max_queries=args.eval_max_queries or None,
     )
@@ -191,8 +137,6 @@ def _recorded_data(manifest: dict, args):
 
     kwargs = {"query_column": args.query_column, "positive_column": args.positive_column}
     if args.data:
-        from hardneg.cli import data_split
-
         split = data_split(args.data, args.split, "train")
         return load(args.data, split=split, corpus=args.corpus, **kwargs) if not Path(args.data).is_dir() \
             else load(args.data, split=split)
@@ -230,9 +174,9 @@ def _aligned(data, candidates, expected_fingerprint: str | None):
 def cmd_rescore(args) -> int:
     from hardneg.candidates import Candidates
     from hardneg.report import FALSE_NEGATIVE_TOP
-    from hardneg.score.rescore import rescore_candidates
     from hardneg.select import denoise, filters
     from hardneg.store import RunDir, integrity_problem, read_artifact
+    from hardneg.teacher.rescore import rescore_candidates
 
     if not args.cross_encoder:
         raise HardnegError("rescore needs --cross-encoder MODEL (e.g. a directory written by hardneg train-reranker).")
@@ -263,24 +207,4 @@ def cmd_rescore(args) -> int:
     print(f"est. false negatives in each source's raw top-{FALSE_NEGATIVE_TOP} (sigmoid(teacher logit) > 0.5):")
     for name, r in rates.items():
         print(f"  {name:<10}{r['rate']:.3f}  ({r['flagged']} of {r['candidates']})")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from hardneg.cli import check_output
-    from hardneg.report import MiningReport
-    from hardneg.report_html import PAGE, render_html
-    from hardneg.store import RunDir
-
-    if not Path(args.run_dir).is_dir():
-        raise HardnegError(f"{args.run_dir} is not a run directory; pass the --run-dir of a `hardneg mine` run.")
-    page = Path(args.output) if args.output else Path(args.run_dir) / PAGE
-    if page.resolve() != (Path(args.run_dir) / PAGE).resolve():
-        check_output(page, args, run_dir=args.run_dir)
-    run = RunDir(args.run_dir)
-    report = MiningReport.load(run.report) if run.report.is_file() else None
-    page = render_html(run.path, page)
-    if report is not None:
-        print(report.format_table())
-    print(f"page      {page}")
     return 0

@@ -19,7 +19,7 @@ HARD = [["dpkg low level package tool", "aptitude terminal front end"],
 
 @pytest.fixture
 def cross_encoder(tiny_models):
-    from hardneg.score.cross_encoder import load_cross_encoder
+    from hardneg.teacher.scorer import load_cross_encoder
 
     return load_cross_encoder(str(tiny_models[1]), device="cpu", max_length=32)
 
@@ -35,7 +35,7 @@ def param_grads(model):
 def test_listwise_equals_the_one_pass_loss_without_dropout(cross_encoder):
     from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
 
-    from hardneg.score.chunked_loss import ChunkedListwiseLoss
+    from hardneg.train.chunked_loss import ChunkedListwiseLoss
 
     cross_encoder.model.eval()
     torch.manual_seed(0)
@@ -59,8 +59,8 @@ def test_listwise_gradient_with_dropout_equals_one_backward_over_the_same_chunks
     from sentence_transformers.util import batch_to_device
 
     from hardneg.retrieve.encoder import token_budget_batches
-    from hardneg.score.chunked_loss import ChunkedListwiseLoss
-    from hardneg.score.cross_encoder import pair_token_lengths
+    from hardneg.teacher.scorer import pair_token_lengths
+    from hardneg.train.chunked_loss import ChunkedListwiseLoss
 
     cross_encoder.model.train()
     features = cross_encoder.preprocess([(QUERIES[0], POSITIVES[0])])
@@ -90,7 +90,7 @@ def test_listwise_gradient_with_dropout_equals_one_backward_over_the_same_chunks
 def test_bce_equals_the_one_pass_loss(cross_encoder):
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from hardneg.score.chunked_loss import ChunkedBCELoss
+    from hardneg.train.chunked_loss import ChunkedBCELoss
 
     cross_encoder.model.eval()
     docs = POSITIVES + [h[0] for h in HARD]
@@ -108,7 +108,7 @@ def test_bce_equals_the_one_pass_loss(cross_encoder):
 
 
 def test_a_budget_below_one_token_is_refused(cross_encoder):
-    from hardneg.score.chunked_loss import ChunkedListwiseLoss
+    from hardneg.train.chunked_loss import ChunkedListwiseLoss
 
     with pytest.raises(ValueError, match="chunk_tokens"):
         ChunkedListwiseLoss(cross_encoder, chunk_tokens=0)

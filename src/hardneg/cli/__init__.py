@@ -1,0 +1,98 @@
+"""The ``hardneg`` command: the parser, :func:`main`, and one module per command group.
+
+``mine.py`` (mine, eval), ``teacher.py`` (train-reranker, rescore), ``train.py``
+(train), ``report.py`` (report); the option groups they share and what the flags
+build are in ``options.py``, the refusals before any work in ``checks.py``.
+
+Imports stay light at the top of this package (the console script imports it before
+``main`` runs); everything heavy is imported inside the commands, where Ctrl-C and
+errors become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hardneg.cli import mine, report, teacher, train
+from hardneg.cli.options import check_numbers, resolve_retriever
+from hardneg.errors import HardnegError
+
+logger = logging.getLogger("hardneg")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with hardneg's one-line error format (``hardneg: error: ...``)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"hardneg: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hardneg", description="Mine, clean and train with hard negatives for dense retrievers.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mine.register(sub)
+    teacher.register(sub)
+    report.register(sub)
+    train.register(sub)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    """hardneg's own messages on stderr (INFO, or WARNING with -q); other libraries' INFO/DEBUG stay silent."""
+    log = logging.getLogger("hardneg")
+    for handler in [h for h in log.handlers if getattr(h, "hardneg_cli", False)]:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.hardneg_cli = True
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = {
+        errno.ENOSPC: "free some disk space and run the same command again (finished shards are kept)",
+        errno.EROFS: "the file system is read-only; choose a writable --output / --run-dir",
+        errno.EACCES: "no permission; choose a writable --output / --run-dir",
+        errno.EPERM: "no permission; choose a writable --output / --run-dir",
+        errno.EDQUOT: "disk quota exceeded; free some space and run the same command again",
+    }.get(exc.errno, "check the path and run the same command again")
+    return f"{exc.strerror or exc}{where}: {hint}."
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hardneg.retrieve.encoder import limit_onednn_cache
+
+    limit_onednn_cache()  # before any model runs: the cache size is read once per process
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, or a usage error already printed as one line
+            return exc.code if isinstance(exc.code, int) else 2
+        _configure_logging(args.quiet or getattr(args, "json", False))
+        try:
+            check_numbers(args)
+            if hasattr(args, "retriever"):
+                resolve_retriever(args)
+            return args.func(args)
+        except HardnegError as exc:
+            print(f"hardneg: error: {exc}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            print("hardneg: error: out of memory; lower --batch-size / --max-batch-tokens or the data size.",
+                  file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"hardneg: error: {_os_error(exc)}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        print("hardneg: interrupted; run the same command again to resume from the saved shards", file=sys.stderr)
+        return 130

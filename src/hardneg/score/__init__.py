@@ -1,1 +1,0 @@
-"""Cross-encoder teachers: training, rescoring candidates."""
