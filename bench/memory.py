@@ -123,7 +123,8 @@ def format_row(row: dict) -> str:
     peak = f"> {row['peak_mb']} (stopped)" if row["stopped"] else f"{row['peak_mb']}"
     extra = f" batch {row['batch_size']:>3} chunk {row['chunk_tokens']!s:>7}" if "batch_size" in row else ""
     failed = "" if row["exit"] == 0 or row["stopped"] else f"  (exit {row['exit']})"
-    return f"{row['version']:<9}{Path(row['data']).name:<8}{row['command']:<16}{extra}{peak:>18} MB{row['seconds']:>8.0f} s{failed}"
+    head = f"{row['version']:<9}{Path(row['data']).name:<8}{row['command']:<16}{extra}"
+    return f"{head}{peak:>18} MB{row['seconds']:>8.0f} s{failed}"
 
 
 def main() -> None:

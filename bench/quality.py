@@ -159,7 +159,7 @@ def train_plain_sentence_transformers(model, dataset, out_dir: Path, args, seed:
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers.trainer_callback import PrinterCallback
 
-    from hardneg.retrieve.encoder import cpu_supports_bf16
+    from hardneg.runtime import cpu_supports_bf16
     from hardneg.train.trainer import TrainConfig
 
     on_gpu = str(model.device).startswith("cuda")

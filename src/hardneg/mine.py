@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardneg.candidates import Candidates
+from hardneg.data import RetrievalData
 from hardneg.errors import HardnegError
 from hardneg.report import MiningReport
+from hardneg.retrieve.base import Retriever
 from hardneg.select import Selection, SelectionConfig, select_negatives
 from hardneg.select.stages import AFTER_FILTERS, LOOSEN
 from hardneg.store import RunDir, fingerprint, read_artifact, save_json_artifact
+from hardneg.teacher.rescore import rescore_candidates
+from hardneg.teacher.scorer import Scorer
 from hardneg.text import text_keys
 
 logger = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ class Miner:
         run_dir: where embeddings, candidates and the report are kept; None keeps
             nothing (every call recomputes).
         show_progress: tqdm bars on long stages.
-        teacher: a cross-encoder :class:`~hardneg.teacher.scorer.Scorer`; every
+        teacher: a cross-encoder (:class:`~hardneg.teacher.scorer.Scorer`); every
             candidate and positive gets a teacher score (cached in the run directory
             under the teacher's fingerprint), for ``score_source="teacher"``, denoising,
             distillation scores and the report's false-negative estimate. Without one,
@@ -50,13 +54,13 @@ class Miner:
 
     def __init__(
         self,
-        retriever,
+        retriever: Retriever,
         selection: SelectionConfig | None = None,
         *,
         depth: int | None = None,
         run_dir: str | Path | None = None,
         show_progress: bool = True,
-        teacher=None,
+        teacher: Scorer | None = None,
     ) -> None:
         self.retriever = retriever
         self.teacher = teacher
@@ -73,7 +77,7 @@ class Miner:
         self.run_dir = RunDir(run_dir) if run_dir is not None else None
         self.show_progress = show_progress
 
-    def candidates(self, data) -> tuple[Candidates, bool]:
+    def candidates(self, data: RetrievalData) -> tuple[Candidates, bool]:
         """Retrieve candidates, or load them from the run directory. Returns ``(candidates, reused)``.
 
         With a teacher, candidates not yet scored by it are rescored (and saved again).
@@ -96,21 +100,19 @@ class Miner:
         save_json_artifact(manifest, {**record, "method": found.method})
         return self._rescored(data, found, path), False
 
-    def _rescored(self, data, found: Candidates, path: Path | None) -> Candidates:
+    def _rescored(self, data: RetrievalData, found: Candidates, path: Path | None) -> Candidates:
         if self.teacher is None or found.teacher == self.teacher.key():
             return found
-        from hardneg.teacher.rescore import rescore_candidates
-
         found = rescore_candidates(found, data, self.teacher, run_dir=self.run_dir, show_progress=self.show_progress)
         if path is not None:
             found.save(path)
         return found
 
-    def select(self, data, candidates: Candidates) -> Selection:
+    def select(self, data: RetrievalData, candidates: Candidates) -> Selection:
         """Apply the selection settings to candidates of ``data``."""
         return select_negatives(candidates, data.positives, text_keys(data.corpus.passages), self.selection)
 
-    def mine(self, data, *, save_report: bool = True) -> MiningResult:
+    def mine(self, data: RetrievalData, *, save_report: bool = True) -> MiningResult:
         """Candidates, selection and report for ``data``.
 
         Args:
@@ -137,7 +139,7 @@ class Miner:
             self.save_report(data, result)
         return result
 
-    def save_report(self, data, result: MiningResult) -> None:
+    def save_report(self, data: RetrievalData, result: MiningResult) -> None:
         """Save ``result``'s report, score samples and examples in the run directory (if any)."""
         if self.run_dir is None:
             return

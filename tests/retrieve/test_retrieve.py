@@ -147,7 +147,7 @@ def test_candidates_parquet_round_trip(tmp_path, tiny_train, fake_encoder):
 
 
 def test_token_budget_batches_bound_padded_tokens():
-    from hardneg.retrieve.encoder import token_budget_batches
+    from hardneg.runtime import token_budget_batches
 
     lengths = np.array([10, 256, 12, 200, 256, 8, 100, 30])
     batches = token_budget_batches(lengths, max_batch=4, max_tokens=512)

@@ -58,7 +58,7 @@ def test_listwise_gradient_with_dropout_equals_one_backward_over_the_same_chunks
     """With dropout on, the reference scores the same chunks in the same order, keeping every graph."""
     from sentence_transformers.util import batch_to_device
 
-    from hardneg.retrieve.encoder import token_budget_batches
+    from hardneg.runtime import token_budget_batches
     from hardneg.teacher.scorer import pair_token_lengths
     from hardneg.train.chunked_loss import ChunkedListwiseLoss
 

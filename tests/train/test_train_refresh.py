@@ -87,7 +87,8 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     from sentence_transformers import SentenceTransformer
     from transformers import TrainerCallback
 
-    from hardneg.retrieve.encoder import SentenceTransformerEncoder, state_dict_fingerprint
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+    from hardneg.runtime import state_dict_fingerprint
     from hardneg.train import TrainConfig, train
 
     def setup():

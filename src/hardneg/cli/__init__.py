@@ -68,7 +68,7 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hardneg.retrieve.encoder import limit_onednn_cache
+    from hardneg.runtime import limit_onednn_cache
 
     limit_onednn_cache()  # before any model runs: the cache size is read once per process
     try:

@@ -210,7 +210,8 @@ def _print_result(result, pool) -> None:
 
 
 def cmd_train(args) -> int:
-    from hardneg.retrieve.encoder import load_sentence_transformer, set_max_length
+    from hardneg.retrieve.encoder import load_sentence_transformer
+    from hardneg.runtime import set_max_length
     from hardneg.train.files import check_negatives_file
     from hardneg.train.trainer import TrainConfig, train
 

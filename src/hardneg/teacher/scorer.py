@@ -8,7 +8,6 @@ both ends of the scale, which MarginMSE-style distillation needs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -17,17 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hardneg.choices import PRECISIONS, Precision, check_choice
 from hardneg.errors import HardnegError
-from hardneg.retrieve.encoder import (
-    Precision,
-    directory_fingerprint,
-    first_line,
-    limit_onednn_cache,
-    set_max_length,
-    resolve_precision,
-    state_dict_fingerprint,
-    token_budget_batches,
-)
+from hardneg.runtime import LazyModel, directory_fingerprint, first_line, state_dict_fingerprint
 from hardneg.store import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -61,7 +52,7 @@ def is_trained_cross_encoder_dir(path: Path) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
-class CrossEncoderScorer:
+class CrossEncoderScorer(LazyModel):
     """A sentence-transformers ``CrossEncoder`` with one output (a relevance logit).
 
     Pairs are tokenised once, sorted by token length and cut into batches holding at
@@ -90,31 +81,14 @@ class CrossEncoderScorer:
         precision: Precision = "auto",
         device: str | None = None,
     ) -> None:
-        if precision not in ("auto", "fp32", "bf16"):
-            raise HardnegError(f"precision must be auto, fp32 or bf16; got {precision!r}.")
+        check_choice("precision", precision, PRECISIONS)
         if batch_size < 1 or max_batch_tokens < 1:
             raise HardnegError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}.")
-        self._model_arg = model
-        self._model = None if isinstance(model, (str, Path)) else model
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.precision = precision
-        self.device = device
-        self._key: str | None = None
+        super().__init__(model, max_length=max_length, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                         precision=precision, device=device)
 
-    @property
-    def model(self):
-        """The loaded ``CrossEncoder`` (loaded on first use)."""
-        if self._model is None:
-            self._model = load_cross_encoder(str(self._model_arg), device=self.device)
-        if self.max_length is not None and self._model.max_seq_length != self.max_length:
-            set_max_length(self._model, self.max_length, self._model_arg)
-        return self._model
-
-    def resolved_precision(self) -> str:
-        """``fp32`` or ``bf16``: what ``auto`` means on this machine."""
-        return resolve_precision(self.precision, self._model, self.device)
+    def _load(self, name_or_path: str):
+        return load_cross_encoder(name_or_path, device=self.device)
 
     def key(self) -> str:
         if self._key is None:
@@ -129,16 +103,8 @@ class CrossEncoderScorer:
             self._key = fingerprint("cross-encoder", weights, max_length, self.resolved_precision())
         return self._key
 
-    def forget_key(self) -> None:
-        """Drop the cached fingerprint (call after the weights changed in place)."""
-        self._key = None
-
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
         """Relevance logits of ``(queries[i], documents[i])``, ``float32[n]``, in input order."""
-        import torch
-        from tqdm.auto import tqdm
-
-        limit_onednn_cache()
         if len(queries) != len(documents):
             raise HardnegError(f"score_pairs: {len(queries)} queries but {len(documents)} documents; pass one of each per pair.")
         model = self.model
@@ -146,26 +112,17 @@ class CrossEncoderScorer:
         out = np.empty(n, dtype=np.float32)
         if not n:
             return out
-        lengths = self.pair_lengths(queries, documents)
-        batches = token_budget_batches(lengths, self.batch_size, self.max_batch_tokens)
-        device_type = "cuda" if str(model.device).startswith("cuda") else "cpu"
-        autocast = (
-            torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-            if self.resolved_precision() == "bf16"
-            else contextlib.nullcontext()
-        )
+        import torch
+
         identity = torch.nn.Identity()
-        with torch.inference_mode(), autocast, tqdm(total=n, desc="Scoring pairs", unit="pair", disable=not show_progress) as bar:
-            for rows in batches:
-                scores = model.predict(
-                    [(queries[i], documents[i]) for i in rows],
-                    batch_size=len(rows),
-                    activation_fn=identity,
-                    show_progress_bar=False,
-                    convert_to_tensor=True,
-                )
-                out[rows] = scores.float().reshape(len(rows)).cpu().numpy()
-                bar.update(len(rows))
+
+        def step(rows: np.ndarray) -> None:
+            scores = model.predict([(queries[i], documents[i]) for i in rows], batch_size=len(rows),
+                                   activation_fn=identity, show_progress_bar=False, convert_to_tensor=True)
+            out[rows] = scores.float().reshape(len(rows)).cpu().numpy()
+
+        self.run_batches(self.pair_lengths(queries, documents), step, desc="Scoring pairs", unit="pair",
+                         show_progress=show_progress)
         return out
 
     def pair_lengths(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, M
 from sentence_transformers.util import batch_to_device
 
 from hardneg.gradcache import DEFAULT_CHUNK_TOKENS, cached_loss
-from hardneg.retrieve.encoder import token_budget_batches
+from hardneg.runtime import token_budget_batches
 from hardneg.teacher.scorer import pair_token_lengths
 
 logger = logging.getLogger(__name__)

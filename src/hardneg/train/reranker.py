@@ -280,7 +280,7 @@ def train_reranker(
         raise HardnegError(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
         ) from exc
-    from hardneg.retrieve.encoder import limit_onednn_cache, set_max_length
+    from hardneg.runtime import limit_onednn_cache, resolve_precision, set_max_length
     from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
 
     limit_onednn_cache()
@@ -301,8 +301,7 @@ def train_reranker(
     torch.manual_seed(config.seed)  # the fresh head's initialisation
     model = load_cross_encoder(base, max_length=config.max_length)
     set_max_length(model, config.max_length, base)  # refuse a length beyond the model's positions
-    on_gpu = str(model.device).startswith("cuda")
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
+    bf16 = resolve_precision(config.precision, str(model.device), training_cross_encoder=True) == "bf16"
     args = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,

@@ -107,11 +107,9 @@ def _dataset(pool: NegativePool):
 
 
 def _use_bf16(precision: str, model) -> bool:
-    from hardneg.retrieve.encoder import cpu_supports_bf16
+    from hardneg.runtime import resolve_precision
 
-    if precision != "auto":
-        return precision == "bf16"
-    return str(model.device).startswith("cuda") or cpu_supports_bf16()
+    return resolve_precision(precision, str(model.device)) == "bf16"
 
 
 def train(
@@ -152,7 +150,7 @@ def train(
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from hardneg.retrieve.encoder import limit_onednn_cache
+    from hardneg.runtime import limit_onednn_cache
     from hardneg.train.sampler import make_batch_sampler
 
     limit_onednn_cache()
@@ -276,8 +274,8 @@ def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Pat
     from hardneg.train.refresh import find_dense
 
     dense = find_dense(miner.retriever)
-    wrapped = getattr(dense.encoder, "_model", None)
-    if wrapped is not model:
+    wraps = getattr(dense.encoder, "wraps", None)
+    if wraps is None or not wraps(model):
         raise HardnegError(
             "The miner's encoder does not wrap the model being trained, so a refresh would mine with the old "
             "weights. Build it from the model object: SentenceTransformerEncoder(model) (see hardneg.train.trainer)."
@@ -286,7 +284,7 @@ def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Pat
     if dev_data is not None:
         cap = refresh.dev_max_queries if refresh is not None else 200
         dev = DevEvaluator(dense, dev_data, miner.run_dir, cap)
-    return Refresher(miner, data, pool, refresh or RefreshConfig(every=10**9), dev=dev,
+    return Refresher(miner, data, pool, refresh or RefreshConfig(every=None), dev=dev,
                      log_path=output_dir / "refresh_log.jsonl")
 
 
