@@ -244,6 +244,33 @@ def teacher_loss(model, config: TeacherTrainingConfig):
     return kind(model, pos_weight=torch.tensor(float(config.negatives_per_query)), **chunk)
 
 
+def _training_arguments(model, config: TeacherTrainingConfig, checkpoints: Path, show_progress: bool):
+    """The trainer's arguments: steps, schedule, precision (:func:`hardneg.runtime.resolve_precision`), checkpoints."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    from hardneg.runtime import resolve_precision
+
+    return CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=0.1,
+        bf16=resolve_precision(config.precision, str(model.device), training_cross_encoder=True) == "bf16",
+        use_cpu=str(model.device) == "cpu",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, config.save_steps // 2),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+    )
+
+
 def train_reranker(
     data,
     base: str,
@@ -275,12 +302,12 @@ def train_reranker(
     try:
         import torch
         from datasets import Dataset
-        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer
     except ImportError as exc:
         raise HardnegError(
             "Training a teacher needs torch, sentence-transformers and datasets: pip install 'hardneg[dense,hf]'."
         ) from exc
-    from hardneg.runtime import limit_onednn_cache, resolve_precision, set_max_length
+    from hardneg.runtime import limit_onednn_cache, set_max_length
     from hardneg.teacher.scorer import CrossEncoderScorer, load_cross_encoder
 
     limit_onednn_cache()
@@ -301,26 +328,7 @@ def train_reranker(
     torch.manual_seed(config.seed)  # the fresh head's initialisation
     model = load_cross_encoder(base, max_length=config.max_length)
     set_max_length(model, config.max_length, base)  # refuse a length beyond the model's positions
-    bf16 = resolve_precision(config.precision, str(model.device), training_cross_encoder=True) == "bf16"
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=0.1,
-        bf16=bf16,
-        use_cpu=str(model.device) == "cpu",
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        logging_steps=max(1, config.save_steps // 2),
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not show_progress,
-        dataloader_num_workers=0,
-    )
+    args = _training_arguments(model, config, checkpoints, show_progress)
     loss = teacher_loss(model, config)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hardneg.choices import PRECISIONS, Precision, check_choice
 from hardneg.errors import HardnegError
 from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.losses import LossConfig, make_loss
@@ -41,7 +42,7 @@ class TrainConfig:
         epochs: passes over the examples (ignored when ``max_steps`` is set).
         max_steps: stop after this many optimizer steps.
         max_length: token limit of the model during training and refresh encoding.
-        precision: ``bf16`` autocast, ``fp32``, or ``auto`` (bf16 where the hardware has it).
+        precision: ``bf16`` autocast, ``fp32``, or ``auto`` (:func:`hardneg.runtime.resolve_precision`).
         seed: seed of the model init, shuffling and dropout.
         batching: ``random`` batches, or ``topic``: the queries are clustered once, with
             the model as it starts, into one topic per batch's worth of examples, and
@@ -59,7 +60,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     max_length: int | None = 128
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
     seed: int = 0
     batching: Literal["random", "topic"] = "random"
     save_steps: int | None = None
@@ -73,8 +74,7 @@ class TrainConfig:
             raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
         if self.batching not in BATCHINGS:
             raise HardnegError(f"batching must be random or topic; got {self.batching!r}.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise HardnegError(f"precision must be auto, fp32 or bf16; got {self.precision!r}.")
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass
@@ -148,7 +148,7 @@ def train(
         Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
         Dense Text Retrieval", ICLR 2021 (refresh).
     """
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainer
 
     from hardneg.runtime import limit_onednn_cache
     from hardneg.train.sampler import make_batch_sampler
@@ -171,36 +171,8 @@ def train(
             raise HardnegError("Refresh and dev evaluation need the miner and the data the negatives came from.")
         refresher = _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir)
 
-    checkpoint = None
-    if resume_from_checkpoint:
-        checkpoint = last_complete_checkpoint(output_dir) if resume_from_checkpoint is True else str(resume_from_checkpoint)
-        if checkpoint is None or not Path(checkpoint).is_dir():
-            raise HardnegError(f"No checkpoint to resume from in {output_dir}; train without --resume first.")
-        if refresher is not None and (Path(checkpoint) / "hardneg_refresh.json").exists():
-            refresher.load(checkpoint)
-        elif (Path(checkpoint) / NEGATIVES_STATE).exists():
-            pool.load_negatives(Path(checkpoint) / NEGATIVES_STATE)
-        logger.info("resuming from %s (negatives version %d)", checkpoint, pool.version)
-
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        bf16=_use_bf16(config.precision, model),
-        use_cpu=not str(model.device).startswith("cuda"),
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=not show_progress,
-    )
+    checkpoint = _resume_point(resume_from_checkpoint, output_dir, refresher, pool)
+    args = _training_arguments(model, config, output_dir, show_progress)
 
     topics = _topics(model, pool, config, output_dir, reuse=checkpoint is not None, show_progress=show_progress)
 
@@ -231,6 +203,46 @@ def train(
         "resumed_from": checkpoint,
     })
     return TrainResult(model, final, trainer.state.global_step, seconds, history, loss_log)
+
+
+def _resume_point(resume_from_checkpoint, output_dir: Path, refresher: Refresher | None, pool) -> str | None:
+    """The checkpoint to resume from (None: a fresh start), with the negatives that were in use restored."""
+    if not resume_from_checkpoint:
+        return None
+    checkpoint = last_complete_checkpoint(output_dir) if resume_from_checkpoint is True else str(resume_from_checkpoint)
+    if checkpoint is None or not Path(checkpoint).is_dir():
+        raise HardnegError(f"No checkpoint to resume from in {output_dir}; train without --resume first.")
+    if refresher is not None and (Path(checkpoint) / "hardneg_refresh.json").exists():
+        refresher.load(checkpoint)
+    elif (Path(checkpoint) / NEGATIVES_STATE).exists():
+        pool.load_negatives(Path(checkpoint) / NEGATIVES_STATE)
+    logger.info("resuming from %s (negatives version %d)", checkpoint, pool.version)
+    return checkpoint
+
+
+def _training_arguments(model, config: TrainConfig, output_dir: Path, show_progress: bool):
+    """The trainer's arguments: schedule, precision (:func:`hardneg.runtime.resolve_precision`), checkpoints."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        bf16=_use_bf16(config.precision, model),
+        use_cpu=not str(model.device).startswith("cuda"),
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+    )
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
