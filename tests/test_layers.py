@@ -17,13 +17,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hardneg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("text", "choices"),
-    ("store", "runtime", "data"),
+    ("store", "runtime", "data", "gradcache"),
     ("candidates",),
     ("formats", "select", "retrieve", "evaluate", "teacher"),
     ("report",),
     ("report_html",),
     ("mine", "export"),
     ("train",),
+    ("integrations",),  # adapters to other libraries' trainers
     ("cli",),
 )
 # numpy-only layers: they never import a model library, not even lazily.
