@@ -33,6 +33,11 @@ Interrupted? Run the same command again: training resumes from its last checkpoi
 
 def register(sub) -> None:
     """Add ``train-reranker`` and ``rescore`` to the ``hardneg`` parser."""
+    _add_train_reranker(sub)
+    _add_rescore(sub)
+
+
+def _add_train_reranker(sub) -> None:
     from hardneg.gradcache import DEFAULT_CHUNK_TOKENS
 
     tr = sub.add_parser(
@@ -90,6 +95,8 @@ def register(sub) -> None:
                    help="evaluate on a seeded sample of N dev queries; 0 = all (default: 200)")
     tr.set_defaults(func=cmd_train_reranker)
 
+
+def _add_rescore(sub) -> None:
     rs = sub.add_parser(
         "rescore", help="give every candidate and positive of a run a teacher score",
         description="Score the run directory's latest candidates with a cross-encoder teacher (batched across "

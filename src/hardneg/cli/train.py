@@ -74,9 +74,15 @@ def register(sub) -> None:
     source = src.add_mutually_exclusive_group()
     source.add_argument("--negatives", help="train from this file written by `hardneg mine` instead of mining")
     source.add_argument("--in-batch-only", action="store_true", help="no hard negatives: in-batch negatives only")
+    _add_training_args(p, LOSSES, BATCHINGS, DEFAULT_RECIPE)
+    _add_refresh_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _add_training_args(p: argparse.ArgumentParser, losses, batchings, recipe) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--output", "-o", required=True, help="output folder: checkpoints, logs, final model (OUTPUT/final)")
-    t.add_argument("--loss", choices=LOSSES, default="cached-mnrl",
+    t.add_argument("--loss", choices=losses, default="cached-mnrl",
                    help="training loss; cached-mnrl is mnrl's loss and gradient computed --mini-batch-size texts at "
                    "a time, so memory does not grow with --train-batch-size; mnrl, gist, margin-mse and "
                    "listwise-distill hold the whole batch's activations (default: cached-mnrl)")
@@ -88,19 +94,22 @@ def register(sub) -> None:
     t.add_argument("--train-batch-size", type=int, default=32,
                    help="examples per training batch; with a cached loss (the default) it sets time per step, not "
                    "memory; with the others memory grows with it times negatives times --max-length (default: 32)")
-    t.add_argument("--batching", choices=BATCHINGS, default="random",
+    t.add_argument("--batching", choices=batchings, default="random",
                    help="random batches (default), or topic: queries clustered once so each batch holds one "
                    "topic and its in-batch negatives are hard too (TAS)")
     t.add_argument("--mini-batch-size", type=int, default=32,
                    help="memory bound of the cached losses: texts per forward pass (peak memory grows with it times "
                    "--max-length); halve it to save memory, at no change to the gradient (default: 32)")
-    t.add_argument("--learning-rate", type=float, default=DEFAULT_RECIPE.learning_rate,
-                   help=f"peak learning rate (default: {DEFAULT_RECIPE.learning_rate:g})")
+    t.add_argument("--learning-rate", type=float, default=recipe.learning_rate,
+                   help=f"peak learning rate (default: {recipe.learning_rate:g})")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")
     t.add_argument("--epochs", type=float, default=1.0, help="passes over the examples (default: 1)")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides --epochs)")
     t.add_argument("--save-steps", type=int, help="save a resumable checkpoint every N steps (default: none)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+
+
+def _add_refresh_args(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("refresh (ANCE)")
     r.add_argument("--refresh-every", type=int,
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
@@ -114,7 +123,6 @@ def register(sub) -> None:
                    help="split evaluated at start, each refresh and end (default: dev where the data has it, "
                    "else skipped; 'none' to skip)")
     r.add_argument("--dev-max-queries", type=int, default=200, help="cap on dev queries evaluated (default: 200)")
-    p.set_defaults(func=cmd_train)
 
 
 def training_miner(args, model, run_dir: Path):
