@@ -8,7 +8,7 @@ venv. A child whose resident set passes ``--stop-above-mb`` is stopped and repor
 memory (batch sizes, lengths and chunking keep their defaults).
 
     .venv/bin/python bench/memory.py --data data/sample --before-src ../mem-before/src
-    .venv/bin/python bench/memory.py --data data/sample --curve 4 8 16 32 64 --commands
+    .venv/bin/python bench/memory.py --curve 4 8 16 32 64 --curve-data tests/fixtures/tiny --max-steps 1
 
 Prints a table; ``--out`` also writes the rows as JSON.
 """
@@ -129,12 +129,13 @@ def format_row(row: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", action="append", required=True, help="a BEIR folder (repeatable)")
+    p.add_argument("--data", action="append", default=[], help="a BEIR folder (repeatable)")
     p.add_argument("--after-src", default=str(ROOT / "src"), help="source of the version under test (default: this)")
     p.add_argument("--before-src", help="source of the version to compare with (e.g. a worktree's src)")
     p.add_argument("--commands", nargs="*", default=list(COMMANDS), choices=COMMANDS,
                    help="commands to measure, in this order (mine before rescore and report)")
     p.add_argument("--curve", nargs="*", type=int, default=[], help="train-reranker batch sizes for the curve")
+    p.add_argument("--curve-data", help="BEIR folder of the curve (default: each --data)")
     p.add_argument("--max-queries", type=int, default=300, help="cap on queries (default: 300)")
     p.add_argument("--max-steps", type=int, default=5, help="cap on training steps (default: 5)")
     p.add_argument("--stop-above-mb", type=float, default=8000, help="stop a command above this RSS (default: 8000)")
@@ -147,6 +148,8 @@ def main() -> None:
             p.error("rescore and report read the run directory that mine writes: keep mine in --commands")
     rows: list[dict] = []
     print(f"{'version':<9}{'data':<8}{'command':<16}{'peak RSS':>21}{'time':>10}")
+    if args.curve and not args.data:
+        run_curve(Path(args.after_src), args.curve_data, args, rows)
     for data in args.data:
         if args.before_src:
             run_commands("before", Path(args.before_src), data, args, rows)
@@ -154,7 +157,7 @@ def main() -> None:
         for capacity in args.onednn_cache:
             run_commands(f"dnnl{capacity}", Path(args.after_src), data, args, rows, onednn_cache=capacity)
         if args.curve:
-            run_curve(Path(args.after_src), data, args, rows)
+            run_curve(Path(args.after_src), args.curve_data or data, args, rows)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
