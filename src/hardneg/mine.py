@@ -146,7 +146,10 @@ class Miner:
         from hardneg.report_html import save_snapshot
 
         result.report.save(self.run_dir.report)
-        save_snapshot(self.run_dir, data, result.candidates, result.selection)
+        from hardneg.retrieve.base import DenseBacked
+
+        dense = self.retriever.dense_part() if isinstance(self.retriever, DenseBacked) else None
+        save_snapshot(self.run_dir, data, result.candidates, result.selection, dense)
 
 
 def nothing_kept(selection: Selection, config: SelectionConfig, data) -> str:

@@ -106,9 +106,15 @@ def example_rows(data, selection, n: int = N_EXAMPLES) -> list[dict[str, Any]]:
     return out
 
 
-def save_snapshot(run_dir: RunDir, data, candidates, selection) -> None:
-    """Store the score samples and examples the HTML page needs, atomically."""
+def save_snapshot(run_dir: RunDir, data, candidates, selection, dense=None) -> None:
+    """Store the score samples and examples the HTML page needs, atomically; with the ``dense`` retriever
+    the run used, also the neighbourhood map of a few telling queries from its cached embeddings
+    (:func:`hardneg.train.neighbourhood.mining_map`)."""
     groups = score_groups(data, candidates, selection)
+    if dense is not None:
+        from hardneg.train.neighbourhood import mining_map
+
+        write_json(run_dir.neighbourhood_map, mining_map(dense, run_dir, data, candidates, selection))
     with atomic_path(run_dir.snapshot) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **groups)
@@ -214,6 +220,7 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
                  f"<h2>Score distributions</h2><p>{html.escape(meta['score'])}s per source.</p>"]
         for title, uri in plots:
             parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{uri}'>")
+        parts += _map_section(run)
         parts += _examples_section(meta["examples"])
     except KeyError as exc:
         raise HardnegError(f"{run.path}'s report files lack {exc}: they are damaged or from another version; "
@@ -298,6 +305,25 @@ def _teacher_section(teacher: dict | None) -> list[str]:
             f"{', promoted to positives' if teacher.get('promoted') else ''}.</p>"
         )
     return parts
+
+
+def _map_section(run: RunDir) -> list[str]:
+    """The neighbourhood map, when the run saved one (dense retrieval)."""
+    from hardneg.train.report import map_plot, map_texts
+
+    if not run.neighbourhood_map.is_file():
+        return []
+    maps = read_report_file(run.neighbourhood_map, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    if not isinstance(maps, list) or not maps:
+        return []
+    plt = _pyplot()
+    fig = map_plot(plt, maps)
+    uri = _png(fig)
+    plt.close(fig)
+    return ["<h2>Neighbourhoods of telling queries</h2><p>Marker area: the softmax probability (scale 20) each "
+            "document would get as a negative of the query under MNRL, i.e. its share of the push; skipped "
+            "candidates are those the filters passed over.</p>", f"<img alt='neighbourhood map' src='{uri}'>",
+            map_texts(maps)]
 
 
 def _examples_section(examples: list[dict]) -> list[str]:

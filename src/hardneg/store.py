@@ -274,11 +274,13 @@ class RunDir:
         teacher/<key>.npy             cross-encoder scores of candidate pairs (and .parts/)
         report.json                   the last successful mining run's report
         report_scores.npz, report_examples.json, report.html   what `hardneg report` draws
+        report_map.json               telling queries' neighbourhoods for the report (dense runs)
     """
 
     CACHE_FOLDERS = ("embeddings", "candidates", "teacher")
     REPORT, SNAPSHOT, EXAMPLES, PAGE = "report.json", "report_scores.npz", "report_examples.json", "report.html"
-    REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE)
+    MAP = "report_map.json"
+    REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE, MAP)
 
     def __init__(self, path: str | Path) -> None:
         from hardneg.errors import HardnegError
@@ -332,6 +334,11 @@ class RunDir:
     def examples(self) -> Path:
         """Example queries with their negatives, for the HTML report."""
         return self.path / self.EXAMPLES
+
+    @property
+    def neighbourhood_map(self) -> Path:
+        """Telling queries' neighbourhoods in 2-D, for the HTML report (:mod:`hardneg.train.neighbourhood`)."""
+        return self.path / self.MAP
 
     @property
     def page(self) -> Path:

@@ -41,6 +41,16 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     assert (out / "final" / "config.json").exists()
     printed = capsys.readouterr().out
     assert "trained 2 steps" in printed and "refresh" in printed
+    # gradient shares at the first and last step (and the step after the refresh), and the training report
+    shares = [json.loads(x) for x in (out / "gradient_shares.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in shares] == [1, 2] and shares[1]["after_refresh"]
+    assert set(shares[0]["shares"]) == {"hard_1", "hard_2", "hard_3", "padding", "in_batch"}
+    page = (out / "report.html").read_text()
+    # dev, refreshes, shares, map (2 steps log no loss point: logging_steps is 10)
+    assert page.count("data:image/png;base64,") == 4
+    for title in ("Dev metrics", "Refreshes", "Gradient shares over training", "Neighbourhoods of telling queries"):
+        assert f"<h2>{title}</h2>" in page
+    assert "report.html" in printed and "gradient  start (step 1): hard" in printed
 
 
 @pytest.mark.slow

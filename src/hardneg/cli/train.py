@@ -105,6 +105,10 @@ def _add_training_args(p: argparse.ArgumentParser, losses, batchings, recipe) ->
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default: 0.1)")
     t.add_argument("--epochs", type=float, default=1.0, help="passes over the examples (default: 1)")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides --epochs)")
+    t.add_argument("--log-gradient-every", type=int, default=10, metavar="N",
+                   help="every N steps, log the share of the loss gradient carried by each hard negative rank, "
+                   "padding and in-batch negatives to OUTPUT/gradient_shares.jsonl (mnrl and cached-mnrl; 0: never; "
+                   "default: 10)")
     t.add_argument("--save-steps", type=int, help="save a resumable checkpoint every N steps (default: none)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
 
@@ -177,18 +181,24 @@ def _loss_config(args):
 
 
 def _training_pool(args, data, miner, loss):
-    """The examples to train on: from --negatives, in-batch only, or mined now."""
+    """The examples to train on (from --negatives, in-batch only, or mined now) and, when mined now, which
+    negatives are padding and which candidates the filters skipped (for the gradient log and the report)."""
     from hardneg.train.files import pool_from_file
+    from hardneg.train.gradient import padding_texts
+    from hardneg.train.neighbourhood import skipped_candidates
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
 
     if args.negatives:
-        return pool_from_file(args.negatives, data, with_scores=loss.needs_scores)
+        return pool_from_file(args.negatives, data, with_scores=loss.needs_scores), None, None
     if args.in_batch_only:
-        return pool_in_batch_only(data)
+        return pool_in_batch_only(data), None, None
     loss.check_negatives(args.num_negatives)  # now, not after minutes of mining
     result = miner.mine(data)
     print(result.report.format_table())
-    return pool_from_selection(data, result.selection)
+    passages = data.corpus.passages
+    skipped = {q: [passages[d] for d in docs]
+               for q, docs in skipped_candidates(result.candidates, result.selection, data).items()}
+    return pool_from_selection(data, result.selection), padding_texts(result.selection, passages), skipped
 
 
 def _refresh_config(args, dev):
@@ -237,14 +247,29 @@ def cmd_train(args) -> int:
     model = load_sentence_transformer(args.model)
     set_max_length(model, args.max_length, args.model)
     miner, eval_miner = training_miner(args, model, run_dir)
-    pool = _training_pool(args, data, miner, loss)
+    pool, padding, skipped = _training_pool(args, data, miner, loss)
     config = TrainConfig(
         loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
         warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
         precision=args.precision, seed=args.seed, batching=args.batching, save_steps=args.save_steps,
+        log_gradient_every=args.log_gradient_every or None,
     )
     result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
                    refresh=_refresh_config(args, dev), dev_data=dev,
-                   resume_from_checkpoint=True if args.resume else None, show_progress=not args.quiet)
+                   resume_from_checkpoint=True if args.resume else None, show_progress=not args.quiet,
+                   padding=padding)
     _print_result(result, pool)
+    _write_report(output, model, pool, skipped, padding, loss.scale)
     return 0
+
+
+def _write_report(output: Path, model, pool, skipped, padding, scale: float) -> None:
+    """OUTPUT/report.html, and the start/end gradient shares on the terminal."""
+    from hardneg.train.gradient import LOG_FILE
+    from hardneg.train.report import read_jsonl, share_line, write_training_report
+
+    page = write_training_report(output, model, pool, skipped=skipped, padding=padding, scale=scale)
+    line = share_line(read_jsonl(output / LOG_FILE))
+    if line:
+        print(line)
+    print(f"report    {page}")

@@ -48,6 +48,18 @@ class DenseRetriever:
         )
         return queries, docs
 
+    def cached_embeddings(self, data, run_dir: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
+        """The query and document embeddings :meth:`embed` saved in ``run_dir`` (memory-mapped); None where
+        either is missing. Never encodes."""
+        found = []
+        for role, texts in ((f"query-{self.encoder.key()}", data.queries.texts),
+                            (f"doc-{self.encoder.key()}", data.corpus.passages)):
+            cached = load_npy(run_dir.embeddings(embedding_key(role, texts)), what="embeddings", mmap=True)
+            if cached is None or cached.shape[0] != len(texts):
+                return None
+            found.append(cached)
+        return found[0], found[1]
+
     def retrieve(self, data, depth: int, *, run_dir: RunDir | None = None, show_progress: bool = True) -> Candidates:
         queries, docs = self.embed(data, run_dir=run_dir, show_progress=show_progress)
         return self.search(data, queries, docs, depth, show_progress=show_progress)
@@ -69,6 +81,11 @@ def positive_similarities(queries: np.ndarray, docs: np.ndarray, positives: tupl
     return positive_score_matrix(positives, flat)
 
 
+def embedding_key(role: str, texts: Sequence[str]) -> str:
+    """The run-directory cache key of the embeddings of ``texts`` (``role`` carries the encoder fingerprint)."""
+    return f"{role}-{texts_fingerprint(list(texts))}"
+
+
 def cached_encode(
     encode: Callable[..., np.ndarray],
     texts: Sequence[str],
@@ -86,7 +103,7 @@ def cached_encode(
     texts = list(texts)
     if run_dir is None:
         return encode(texts, show_progress=show_progress)
-    key = f"{role}-{texts_fingerprint(texts)}"
+    key = embedding_key(role, texts)
     final = run_dir.embeddings(key)
     cached = load_npy(final, what="embeddings", mmap=True)
     if cached is not None and cached.shape[0] == len(texts):

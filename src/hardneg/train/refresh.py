@@ -156,6 +156,7 @@ class Refresher:
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self.history: list[dict[str, Any]] = []
         self.pending: _PendingRefresh | None = None
+        self.last_selection = None
 
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
@@ -217,6 +218,7 @@ class Refresher:
         new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
         queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
         changed = self.pool.swap(new)
+        self.last_selection = result.selection  # read by the gradient-share log (which negatives are padding)
         return {
             "kind": "refresh",
             "step": step,
@@ -364,6 +366,19 @@ def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
         if len(rows) == k:
             out[int(q)] = [passages[d] for d in rows]
     return out
+
+
+def check_miner_follows(miner, model) -> Any:
+    """``miner``'s dense retriever, after checking its encoder wraps ``model`` itself (so a refresh mines with
+    the weights being trained, not a copy)."""
+    dense = find_dense(miner.retriever)
+    wraps = getattr(dense.encoder, "wraps", None)
+    if wraps is None or not wraps(model):
+        raise HardnegError(
+            "The miner's encoder does not wrap the model being trained, so a refresh would mine with the old "
+            "weights. Build it from the model object: SentenceTransformerEncoder(model) (see hardneg.train.trainer)."
+        )
+    return dense
 
 
 def make_refresh_callback(refresher: Refresher | None, pool, every: int | None, *, eval_at_start: bool = True):

@@ -19,6 +19,7 @@ import numpy as np
 from hardneg.choices import PRECISIONS, Precision, check_choice
 from hardneg.errors import HardnegError
 from hardneg.store import load_npy, save_npy, write_json
+from hardneg.train.gradient import share_log
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
 from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
@@ -51,6 +52,8 @@ class TrainConfig:
         save_steps: save a resumable checkpoint every N steps (None: only the final model).
         save_total_limit: checkpoints kept.
         logging_steps: loss logged every N steps.
+        log_gradient_every: measure the share of the loss gradient each kind of negative carries
+            every N steps (``mnrl`` and ``cached-mnrl``; :mod:`hardneg.train.gradient`); None: never.
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -66,10 +69,13 @@ class TrainConfig:
     save_steps: int | None = None
     save_total_limit: int | None = 2
     logging_steps: int = 10
+    log_gradient_every: int | None = 10
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
             raise HardnegError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}.")
+        if self.log_gradient_every is not None and self.log_gradient_every < 1:
+            raise HardnegError(f"log_gradient_every must be at least 1 step, got {self.log_gradient_every}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise HardnegError(f"max_steps must be at least 1, got {self.max_steps}.")
         if self.batching not in BATCHINGS:
@@ -89,17 +95,23 @@ class TrainResult:
     loss_log: list[dict[str, Any]]
 
 
-def pool_collator(pool: NegativePool, base):
-    """Wrap a sentence-transformers collator: rows are rebuilt from ``pool`` at collate time."""
+def pool_collator(pool: NegativePool, base, on_rows=None):
+    """Wrap a sentence-transformers collator: rows are rebuilt from ``pool`` at collate time (and their
+    indices handed to ``on_rows``, when given)."""
 
     def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
-        return base([pool.row(int(f[ROW_COLUMN])) for f in features])
+        rows = [int(f[ROW_COLUMN]) for f in features]
+        if on_rows is not None:
+            on_rows(rows)
+        return base([pool.row(i) for i in rows])
 
     collate.valid_label_columns = base.valid_label_columns  # read by the trainer's sampler factory
     return collate
 
 
-def _dataset(pool: NegativePool):
+def pool_dataset(pool: NegativePool):
+    """A ``datasets.Dataset`` of ``pool``'s rows, each with its index in ``ROW_COLUMN`` (read by
+    :func:`pool_collator`)."""
     from datasets import Dataset
 
     rows = [pool.row(i) | {ROW_COLUMN: i} for i in range(len(pool))]
@@ -125,6 +137,7 @@ def train(
     resume_from_checkpoint: str | Path | bool | None = None,
     callbacks: list | None = None,
     show_progress: bool = True,
+    padding: dict[int, set[str]] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` on ``pool`` (in-batch + its hard negatives), optionally refreshing them.
 
@@ -143,6 +156,8 @@ def train(
         resume_from_checkpoint: a ``checkpoint-N`` folder, or True for the latest in ``output_dir``.
         callbacks: extra ``transformers.TrainerCallback`` objects.
         show_progress: tqdm bars.
+        padding: query row -> texts of its negatives that are random padding
+            (:func:`hardneg.train.gradient.padding_texts`), for the gradient-share log.
 
     References:
         Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
@@ -176,15 +191,22 @@ def train(
 
     topics = _topics(model, pool, config, output_dir, reuse=checkpoint is not None, show_progress=show_progress)
 
+    shares = share_log(config, loss, pool, output_dir, padding, refresher, data, fresh=checkpoint is None)
+
     class PoolTrainer(SentenceTransformerTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if shares is not None and model.training:
+                shares.begin_step(self.state.global_step, self.state.max_steps)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
         def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
             return make_batch_sampler(pool, batch_size, config.seed, topics)
 
-    dataset = _dataset(pool)
+    dataset = pool_dataset(pool)
     trainer = PoolTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                           callbacks=[make_refresh_callback(refresher, pool, refresh.every if refresh else None),
                                      *(callbacks or [])])
-    trainer.data_collator = pool_collator(pool, trainer.data_collator)
+    trainer.data_collator = pool_collator(pool, trainer.data_collator, shares.collated if shares else None)
     if not show_progress:
         from transformers.trainer_callback import PrinterCallback
 
@@ -200,7 +222,7 @@ def train(
         "steps": trainer.state.global_step, "seconds": round(seconds, 3), "examples": len(pool),
         "num_negatives": pool.num_negatives, "config": _jsonable(asdict(config)),
         "refresh": _jsonable(asdict(refresh)) if refresh else None, "history": history, "loss_log": loss_log,
-        "resumed_from": checkpoint,
+        "resumed_from": checkpoint, "gradient_shares": shares.entries if shares is not None else None,
     })
     return TrainResult(model, final, trainer.state.global_step, seconds, history, loss_log)
 
@@ -283,15 +305,9 @@ def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *,
 
 
 def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Path) -> Refresher:
-    from hardneg.train.refresh import find_dense
+    from hardneg.train.refresh import check_miner_follows
 
-    dense = find_dense(miner.retriever)
-    wraps = getattr(dense.encoder, "wraps", None)
-    if wraps is None or not wraps(model):
-        raise HardnegError(
-            "The miner's encoder does not wrap the model being trained, so a refresh would mine with the old "
-            "weights. Build it from the model object: SentenceTransformerEncoder(model) (see hardneg.train.trainer)."
-        )
+    dense = check_miner_follows(miner, model)
     dev = None
     if dev_data is not None:
         cap = refresh.dev_max_queries if refresh is not None else 200

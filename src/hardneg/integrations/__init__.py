@@ -1,0 +1,1 @@
+"""hardneg inside other training frameworks (:mod:`hardneg.integrations.sentence_transformers`)."""
