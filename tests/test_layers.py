@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("candidates",),
     ("formats", "select", "retrieve", "evaluate", "teacher"),
     ("report",),
+    ("neighbourhood",),  # telling queries' maps, drawn by both reports
     ("report_html",),
     ("mine", "export"),
     ("train",),

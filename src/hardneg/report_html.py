@@ -109,10 +109,10 @@ def example_rows(data, selection, n: int = N_EXAMPLES) -> list[dict[str, Any]]:
 def save_snapshot(run_dir: RunDir, data, candidates, selection, dense=None) -> None:
     """Store the score samples and examples the HTML page needs, atomically; with the ``dense`` retriever
     the run used, also the neighbourhood map of a few telling queries from its cached embeddings
-    (:func:`hardneg.train.neighbourhood.mining_map`)."""
+    (:func:`hardneg.neighbourhood.mining_map`)."""
     groups = score_groups(data, candidates, selection)
     if dense is not None:
-        from hardneg.train.neighbourhood import mining_map
+        from hardneg.neighbourhood import mining_map
 
         write_json(run_dir.neighbourhood_map, mining_map(dense, run_dir, data, candidates, selection))
     with atomic_path(run_dir.snapshot) as tmp:
@@ -309,7 +309,7 @@ def _teacher_section(teacher: dict | None) -> list[str]:
 
 def _map_section(run: RunDir) -> list[str]:
     """The neighbourhood map, when the run saved one (dense retrieval)."""
-    from hardneg.train.report import map_plot, map_texts
+    from hardneg.neighbourhood import map_plot, map_texts
 
     if not run.neighbourhood_map.is_file():
         return []

@@ -337,7 +337,7 @@ class RunDir:
 
     @property
     def neighbourhood_map(self) -> Path:
-        """Telling queries' neighbourhoods in 2-D, for the HTML report (:mod:`hardneg.train.neighbourhood`)."""
+        """Telling queries' neighbourhoods in 2-D, for the HTML report (:mod:`hardneg.neighbourhood`)."""
         return self.path / self.MAP
 
     @property

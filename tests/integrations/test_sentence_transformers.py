@@ -10,8 +10,7 @@ from hardneg.errors import HardnegError
 
 def test_plain_st_script_trains_on_mined_negatives_and_swaps_them_at_the_refresh(tmp_path, tiny_train, tiny_model):
     import torch
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from hardneg.integrations.sentence_transformers import MinedNegatives

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hardneg.errors import HardnegError
-from hardneg.train.neighbourhood import pca_2d, pick_telling, skipped_candidates, softmax_weights
+from hardneg.neighbourhood import pca_2d, pick_telling, skipped_candidates, softmax_weights
 from hardneg.train.report import render_training_report, share_line, share_table
 
 
@@ -106,8 +106,8 @@ def test_bm25_runs_have_no_map(tmp_path, tiny_train):
 
 
 def test_neighbourhood_shows_each_text_once_even_when_a_skipped_candidate_became_a_negative():
+    from hardneg.neighbourhood import neighbourhoods
     from hardneg.text import text_keys
-    from hardneg.train.neighbourhood import neighbourhoods
     from hardneg.train.pool import NegativePool
 
     n = 6

@@ -183,9 +183,8 @@ def _loss_config(args):
 def _training_pool(args, data, miner, loss):
     """The examples to train on (from --negatives, in-batch only, or mined now) and, when mined now, which
     negatives are padding and which candidates the filters skipped (for the gradient log and the report)."""
+    from hardneg.neighbourhood import padding_texts, skipped_candidates
     from hardneg.train.files import pool_from_file
-    from hardneg.train.gradient import padding_texts
-    from hardneg.train.neighbourhood import skipped_candidates
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
 
     if args.negatives:

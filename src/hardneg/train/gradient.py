@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from hardneg.neighbourhood import padding_texts
+
 logger = logging.getLogger(__name__)
 
 SHARE_LOSSES = ("mnrl", "cached-mnrl")
@@ -82,17 +84,6 @@ def gradient_shares(scores: np.ndarray, scale: float, padded: np.ndarray) -> dic
     shares = {name: float(m / pushed) if pushed > 0 else 0.0 for name, m in zip(names, mass[1:])}
     positive = np.diagonal(probs[:, :batch_size])
     return {"shares": shares, "positive_prob": float(positive.mean()), "positive_grad": float((1 - positive).mean())}
-
-
-def padding_texts(selection, passages) -> dict[int, set[str]]:
-    """Query row -> texts of the negatives that padding added (the selection's last source bit)."""
-    bit = np.uint8(1 << (len(selection.source_names) - 1))
-    out: dict[int, set[str]] = {}
-    for i, q in enumerate(selection.query_rows.tolist()):
-        slots = np.flatnonzero((selection.sources[i] & bit) != 0)
-        if len(slots):
-            out[int(q)] = {passages[int(d)] for d in selection.negatives[i, slots].tolist() if d >= 0}
-    return out
 
 
 class GradientShareLog:

@@ -3,7 +3,7 @@
 Read from what a ``hardneg train`` run leaves in its output folder:
 ``train_summary.json`` (loss log, dev metrics at start, refreshes and end, refresh
 staleness), ``gradient_shares.jsonl`` (:mod:`hardneg.train.gradient`) and
-``report_map.json`` (:mod:`hardneg.train.neighbourhood`). Plots are drawn with
+``report_map.json`` (:mod:`hardneg.neighbourhood`). Plots are drawn with
 matplotlib (Agg) and embedded as base64 data URIs, like the mining report
 (:mod:`hardneg.report_html`).
 """
@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.errors import HardnegError
+from hardneg.neighbourhood import MAP_FILE, map_plot, map_texts
 from hardneg.report_html import _png, _pyplot
 from hardneg.store import atomic_path
 from hardneg.train.gradient import LOG_FILE
-from hardneg.train.neighbourhood import KINDS, MAP_FILE
 
 PAGE = "report.html"
 SUMMARY = "train_summary.json"
-COLOURS = {"positive": "#2ca02c", "hard negative": "#d62728", "padding": "#9467bd", "skipped candidate": "#ff7f0e",
-           "in-batch": "#7f7f7f"}
-LABELS = {"in-batch": "in-batch / random document"}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -116,35 +113,6 @@ def _shares_plot(plt, entries):
     return fig
 
 
-def map_plot(plt, maps):
-    from matplotlib.lines import Line2D
-
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4.2), squeeze=False)
-    shown = set()
-    for ax, m in zip(axes[0], maps):
-        for kind in KINDS:
-            pts = [p for p in m["points"] if p["kind"] == kind]
-            if pts:
-                shown.add(kind)
-                ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], s=[20 + 600 * p["weight"] for p in pts],
-                           c=COLOURS[kind], alpha=0.7, edgecolors="black", linewidths=0.4)
-        ax.scatter([m["x"]], [m["y"]], marker="*", s=220, c="#1f77b4", edgecolors="black")
-        ax.set_title(_short(m["query"], 40), fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    handles = [Line2D([], [], marker="*", linestyle="", color="#1f77b4", markersize=10, label="query")]
-    handles += [Line2D([], [], marker="o", linestyle="", color=COLOURS[k], markersize=7, label=LABELS.get(k, k))
-                for k in KINDS if k in shown]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, -0.06))
-    fig.suptitle("query neighbourhoods (PCA of embeddings); marker area = gradient weight (softmax probability)",
-                 fontsize=9)
-    return fig
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def _figures(summary, shares, maps) -> list[tuple[str, str]]:
     plt = _pyplot()
     history = summary.get("history") or []
@@ -173,22 +141,12 @@ def _table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return f"<table><tr><th></th>{head}</tr>{body}</table>"
 
 
-def map_texts(maps) -> str:
-    parts = []
-    for m in maps:
-        items = sorted(m["points"], key=lambda p: -p["weight"])[:6]
-        lis = "".join(f"<li><b>{html.escape(p['kind'])}</b> weight {p['weight']:.3f}, cos {p['score']:.3f}: "
-                      f"{html.escape(_short(p['text'], 160))}</li>" for p in items)
-        parts.append(f"<h3>{html.escape(m['query'])}</h3><p class='why'>{html.escape(m['reason'])}</p><ul>{lis}</ul>")
-    return "".join(parts)
-
-
 def write_training_report(output_dir: str | Path, model, pool, *, skipped: dict[int, list[str]] | None = None,
                           padding: dict[int, set[str]] | None = None, scale: float = 20.0) -> Path:
     """Draw the telling queries' neighbourhoods with the trained ``model`` into ``report_map.json``, then
     render ``report.html`` (:func:`render_training_report`)."""
+    from hardneg.neighbourhood import model_encoders, neighbourhoods
     from hardneg.store import write_json
-    from hardneg.train.neighbourhood import model_encoders, neighbourhoods
 
     maps = neighbourhoods(model_encoders(model), pool, skipped=skipped, padding=padding, scale=scale)
     write_json(Path(output_dir) / MAP_FILE, maps)

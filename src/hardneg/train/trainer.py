@@ -157,7 +157,7 @@ def train(
         callbacks: extra ``transformers.TrainerCallback`` objects.
         show_progress: tqdm bars.
         padding: query row -> texts of its negatives that are random padding
-            (:func:`hardneg.train.gradient.padding_texts`), for the gradient-share log.
+            (:func:`hardneg.neighbourhood.padding_texts`), for the gradient-share log.
 
     References:
         Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
@@ -190,7 +190,6 @@ def train(
     args = _training_arguments(model, config, output_dir, show_progress)
 
     topics = _topics(model, pool, config, output_dir, reuse=checkpoint is not None, show_progress=show_progress)
-
     shares = share_log(config, loss, pool, output_dir, padding, refresher, data, fresh=checkpoint is None)
 
     class PoolTrainer(SentenceTransformerTrainer):
@@ -198,7 +197,6 @@ def train(
             if shares is not None and model.training:
                 shares.begin_step(self.state.global_step, self.state.max_steps)
             return super().compute_loss(model, inputs, *args, **kwargs)
-
         def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
             return make_batch_sampler(pool, batch_size, config.seed, topics)
 

@@ -14,6 +14,7 @@ by most, interleaved with those where the selection skipped the most candidates.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ from hardneg.candidates import EMPTY
 
 MAP_FILE = "report_map.json"
 KINDS = ("positive", "hard negative", "padding", "skipped candidate", "in-batch")
+COLOURS = {"positive": "#2ca02c", "hard negative": "#d62728", "padding": "#9467bd", "skipped candidate": "#ff7f0e",
+           "in-batch": "#7f7f7f"}
+LABELS = {"in-batch": "in-batch / random document"}
 
 
 def pca_2d(vectors: np.ndarray) -> np.ndarray:
@@ -149,8 +153,6 @@ def mining_map(dense, run_dir, data, candidates, selection, *, n: int = 3, sampl
                scale: float = 20.0, seed: int = 0) -> list[dict[str, Any]]:
     """The map of a mining run from the embeddings ``dense`` cached in ``run_dir`` (nothing is encoded; [] when
     they are not there). In-batch stand-ins are random corpus documents."""
-    from hardneg.train.gradient import padding_texts
-
     cached = dense.cached_embeddings(data, run_dir)
     kept = [i for i in range(len(selection.query_rows)) if len(data.positives[int(selection.query_rows[i])])]
     if cached is None or not kept:
@@ -179,3 +181,54 @@ def mining_map(dense, run_dir, data, candidates, selection, *, n: int = 3, sampl
         maps.append(one_map(data.queries.texts[r], [(kind, passages[d]) for kind, d in points], vectors, scale,
                             float(best_neg[j] - pos_score[j]), len(skipped.get(r, ()))))
     return maps
+
+
+def padding_texts(selection, passages) -> dict[int, set[str]]:
+    """Query row -> texts of the negatives that padding added (the selection's last source bit)."""
+    bit = np.uint8(1 << (len(selection.source_names) - 1))
+    out: dict[int, set[str]] = {}
+    for i, q in enumerate(selection.query_rows.tolist()):
+        slots = np.flatnonzero((selection.sources[i] & bit) != 0)
+        if len(slots):
+            out[int(q)] = {passages[int(d)] for d in selection.negatives[i, slots].tolist() if d >= 0}
+    return out
+
+
+def map_plot(plt, maps):
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4.2), squeeze=False)
+    shown = set()
+    for ax, m in zip(axes[0], maps):
+        for kind in KINDS:
+            pts = [p for p in m["points"] if p["kind"] == kind]
+            if pts:
+                shown.add(kind)
+                ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], s=[20 + 600 * p["weight"] for p in pts],
+                           c=COLOURS[kind], alpha=0.7, edgecolors="black", linewidths=0.4)
+        ax.scatter([m["x"]], [m["y"]], marker="*", s=220, c="#1f77b4", edgecolors="black")
+        ax.set_title(short(m["query"], 40), fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [Line2D([], [], marker="*", linestyle="", color="#1f77b4", markersize=10, label="query")]
+    handles += [Line2D([], [], marker="o", linestyle="", color=COLOURS[k], markersize=7, label=LABELS.get(k, k))
+                for k in KINDS if k in shown]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    fig.suptitle("query neighbourhoods (PCA of embeddings); marker area = gradient weight (softmax probability)",
+                 fontsize=9)
+    return fig
+
+
+def short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def map_texts(maps) -> str:
+    """The maps' most weighted documents as HTML lists."""
+    parts = []
+    for m in maps:
+        items = sorted(m["points"], key=lambda p: -p["weight"])[:6]
+        lis = "".join(f"<li><b>{html.escape(p['kind'])}</b> weight {p['weight']:.3f}, cos {p['score']:.3f}: "
+                      f"{html.escape(short(p['text'], 160))}</li>" for p in items)
+        parts.append(f"<h3>{html.escape(m['query'])}</h3><p class='why'>{html.escape(m['reason'])}</p><ul>{lis}</ul>")
+    return "".join(parts)
