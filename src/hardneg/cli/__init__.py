@@ -68,10 +68,10 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hardneg.runtime import limit_onednn_cache
-
-    limit_onednn_cache()  # before any model runs: the cache size is read once per process
     try:
+        from hardneg.runtime import limit_onednn_cache  # numpy: the first heavy import, so inside the Ctrl-C guard
+
+        limit_onednn_cache()  # before any model runs: the cache size is read once per process
         parser = build_parser()
         try:
             args = parser.parse_args(argv)
