@@ -17,10 +17,22 @@ def st_model(minilm_path):
     return SentenceTransformer(minilm_path)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
 def st_negatives(data, model, **kwargs):
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
+    import sentence_transformers
+
+    if "range_max" in kwargs and _version(sentence_transformers.__version__) >= (6, 3):
+        # From 6.3 it retrieves range_max + positives + 1 candidates, the extra one reserved for the anchor's own
+        # text in the corpus, and drops filtered ones before cutting at range_max; with anchors that are not in the
+        # corpus its window therefore reaches one non-positive candidate deeper than range_max. hardneg's range_max
+        # counts exactly N non-positive candidates, which is ST's window at range_max - 1.
+        kwargs = {**kwargs, "range_max": kwargs["range_max"] - 1}
     pairs = Dataset.from_dict(
         {"query": list(data.queries.texts), "positive": [data.corpus.passages[p[0]] for p in data.positives]}
     )
