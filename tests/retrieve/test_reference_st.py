@@ -22,10 +22,9 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def st_negatives(data, model, **kwargs):
+    import sentence_transformers
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
-
-    import sentence_transformers
 
     if "range_max" in kwargs and _version(sentence_transformers.__version__) >= (6, 3):
         # From 6.3 it retrieves range_max + positives + 1 candidates, the extra one reserved for the anchor's own
