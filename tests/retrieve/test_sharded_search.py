@@ -49,13 +49,13 @@ def test_sharded_search_is_the_exact_top_k_with_ties_to_the_lower_row():
                 assert row[col - 1] == doc - 100
 
 
-def test_sharded_search_agrees_with_faiss_flat_search():
-    # without exact copies: FAISS breaks a tie at the k-th place by its own order, not by the lower row
-    docs, queries = embeddings(seed=1, copies=False)
+@pytest.mark.parametrize("copies", [False, True])
+def test_sharded_search_equals_flat_search_bit_for_bit(copies):
+    docs, queries = embeddings(seed=1, copies=copies)
     flat_ids, flat_scores = search(build_index(docs, IndexConfig()), queries, 10, show_progress=False)
     ids, scores = search_sharded(docs, queries, 10, shard_size=50, show_progress=False)
     np.testing.assert_array_equal(ids, flat_ids)
-    np.testing.assert_allclose(scores, flat_scores, rtol=1e-5)
+    assert np.array_equal(scores.view(np.uint32), flat_scores.view(np.uint32))
 
 
 def test_sharded_search_reads_a_memory_mapped_corpus(tmp_path):
@@ -94,3 +94,41 @@ def test_exact_scores_do_not_depend_on_where_a_pair_sits():
     wide = exact_scores(queries[[0]], docs, np.array([[1, 2, 3, 4, 5, 6, 7, 17]], np.int32))
     assert wide[0, -1].view(np.uint32) == scores[0, 1].view(np.uint32)
     assert np.isnan(scores[0, 2])
+
+
+def test_flat_search_keeps_the_lower_row_among_documents_tied_at_the_k_th_place():
+    # hand-built: the query scores the documents 1, 1, 1, 1, 2 (exact in float32); the
+    # top-2 by (score desc, row asc) is row 4, then row 0 of the four tied at 1.
+    # FAISS's own heap kept row 1 and dropped row 0 before this was fixed.
+    docs = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [2, 0]], np.float32)
+    query = np.array([[1, 0]], np.float32)
+    for k, expected in ((1, [4]), (2, [4, 0]), (3, [4, 0, 1]), (4, [4, 0, 1, 2])):
+        ids, scores = search(build_index(docs, IndexConfig()), query, k, show_progress=False)
+        assert ids[0].tolist() == expected
+        assert scores[0].tolist() == [2.0, 1.0, 1.0, 1.0][:k]
+        sharded_ids, _ = search_sharded(docs, query, k, shard_size=2, slack=0, show_progress=False)
+        assert sharded_ids[0].tolist() == expected
+
+
+def test_flat_search_widens_until_every_tie_at_the_cut_is_seen():
+    # 60 exact copies of one document (rows 40..99) tie at the 3rd place; FAISS proposes
+    # k + slack = 4 rows first, so only widening (4, 8, ..., 64) reaches row 40's turn
+    rng = np.random.default_rng(3)
+    docs = rng.normal(size=(100, 8)).astype(np.float32) * 0.01
+    docs[40:] = 0.0
+    docs[40:, 0] = 1.0
+    docs[7] = [3, 0, 0, 0, 0, 0, 0, 0]
+    docs[13] = [2, 0, 0, 0, 0, 0, 0, 0]
+    query = np.eye(1, 8, dtype=np.float32)
+    ids, _ = search_sharded(docs, query, 5, shard_size=100, slack=1, show_progress=False)
+    assert ids[0].tolist() == [7, 13, 40, 41, 42]
+    flat_ids, _ = search(build_index(docs[::-1].copy(), IndexConfig()), query, 5, show_progress=False)
+    assert flat_ids[0].tolist() == [92, 86, 0, 1, 2]  # reversed rows: copies are rows 0..59, 3 -> 92, 2 -> 86
+
+
+def test_flat_search_equals_the_exact_reference_with_many_ties():
+    docs, queries = embeddings(n_docs=2000, n_queries=25, dim=8)
+    docs[1000:] = docs[:1000]
+    for k in (1, 2, 3, 10, 101):
+        ids, _ = search(build_index(docs, IndexConfig()), queries, k, show_progress=False)
+        np.testing.assert_array_equal(ids, brute_force_top_k(docs, queries, k))

@@ -15,9 +15,11 @@ from tqdm.auto import tqdm
 from hardneg.candidates import EMPTY
 from hardneg.choices import INDEX_KINDS, IndexKind, check_choice
 from hardneg.errors import HardnegError
+from hardneg.retrieve.exact import exact_top_k, order_by_score_then_id
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["IndexConfig", "build_index", "order_by_score_then_id", "require_faiss", "search"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,18 @@ def search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` documents per query, best first.
 
+    A flat index gives the exact top-k by (score descending, row ascending), scored by
+    :func:`~hardneg.retrieve.exact.exact_scores` (:func:`~hardneg.retrieve.exact.exact_top_k`);
+    an approximate one gives what it finds, re-sorted the same way.
+
     Returns:
         ``int32[n_queries, k]`` document rows (``-1`` where the index found fewer) and
         ``float32[n_queries, k]`` inner products (NaN in those slots).
     """
+    faiss = require_faiss()
+    if isinstance(index, faiss.IndexFlat):
+        docs = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+        return exact_top_k(index, docs, query_embeddings, k, block_size=block_size, show_progress=show_progress)
     n = len(query_embeddings)
     k_eff = min(k, index.ntotal)
     ids = np.full((n, k), EMPTY, dtype=np.int32)
@@ -108,10 +118,3 @@ def search(
     bar.close()
     return ids, scores
 
-
-def order_by_score_then_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Re-sort each row by (score descending, id ascending), misses last: FAISS leaves tie order open."""
-    key_scores = np.where(ids >= 0, -scores, np.inf)
-    key_ids = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
-    order = np.lexsort((key_ids, key_scores), axis=-1)  # row-wise
-    return np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)

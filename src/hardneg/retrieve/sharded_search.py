@@ -1,18 +1,15 @@
 """Exact inner-product search over document shards, with a result that does not depend on the shards.
 
-For corpora whose embeddings do not fit in memory at once (a memory-mapped ``.npy``) or
-that are searched piecewise (one shard per worker): each shard is searched exactly on its
-own, the shards' candidates are merged by (score descending, document row ascending),
-and the merged candidates are scored again by one fixed kernel, :func:`exact_scores`, so
-rows and scores are the same bit for bit whatever the shard size.
+For corpora whose embeddings do not fit in memory at once (a memory-mapped ``.npy``, float16
+or float32) or that are searched piecewise (one shard per worker): each shard's exact top-k
+is found on its own (:func:`~hardneg.retrieve.exact.exact_top_k`: FAISS proposes, one fixed
+kernel, :func:`~hardneg.retrieve.exact.exact_scores`, scores), and the shards' lists are
+merged by (score descending, document row ascending). The fixed kernel scores a pair the
+same bits in any shard, so rows and scores are the same whatever the shard size, and equal
+an unsharded flat :func:`~hardneg.retrieve.search.search`.
 
-A shard's own scores (FAISS, BLAS) may differ from another layout's in the last bit, which
-could decide a near-tie at the cut; so each shard hands over ``k + slack`` candidates and
-the cut to ``k`` is made on the fixed kernel's scores. The result equals the unsharded one
-unless more than ``slack`` documents tie (to the last bit) at the k-th place.
-
-Memory: one shard's embeddings and index, the queries, and ``queries x (k + slack)``
-candidates; never ``queries x corpus``.
+Memory: one shard's embeddings as float32, twice (the shard and its FAISS index), the
+queries, and ``queries x k`` candidates; never ``queries x corpus``.
 """
 
 from __future__ import annotations
@@ -23,11 +20,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hardneg.candidates import EMPTY
-from hardneg.retrieve.search import IndexConfig, build_index, order_by_score_then_id, search
+from hardneg.retrieve.exact import exact_scores, exact_top_k, order_by_score_then_id
+from hardneg.retrieve.search import IndexConfig, build_index
 
 logger = logging.getLogger(__name__)
 
-_RESCORE_BYTES = 256 * 2**20  # gathered candidate embeddings per rescoring block
+__all__ = ["exact_scores", "merge_top_k", "search_sharded"]
 
 
 def search_sharded(
@@ -43,11 +41,11 @@ def search_sharded(
     """Top-``k`` documents per query by inner product, searched ``shard_size`` documents at a time.
 
     Args:
-        doc_embeddings: ``float32[n_docs, dim]``; an ``np.memmap`` is read one shard at a time.
-        query_embeddings: ``float32[n_queries, dim]``.
+        doc_embeddings: ``[n_docs, dim]``, float16 or float32; an ``np.memmap`` is read one shard at a time.
+        query_embeddings: ``[n_queries, dim]``.
         k: documents per query.
         shard_size: documents per shard.
-        slack: extra candidates each shard hands over (default ``k``).
+        slack: extra proposals per query a shard's first FAISS search asks for (default ``k``).
         block_size: queries per FAISS search call.
 
     Returns:
@@ -57,23 +55,17 @@ def search_sharded(
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1; got {shard_size}.")
     n_docs = len(doc_embeddings)
-    width = min(k + (k if slack is None else slack), n_docs)
-    ids = np.full((len(query_embeddings), width), EMPTY, dtype=np.int32)
-    scores = np.full((len(query_embeddings), width), np.nan, dtype=np.float32)
+    ids = np.full((len(query_embeddings), k), EMPTY, dtype=np.int32)
+    scores = np.full((len(query_embeddings), k), np.nan, dtype=np.float32)
     starts = range(0, n_docs, shard_size)
-    for start in tqdm(starts, desc="Searching shards", unit="shard", disable=not show_progress):
+    for start in tqdm(starts, desc="Searching shards", unit="shard", disable=not show_progress or len(starts) < 2):
         shard = np.ascontiguousarray(doc_embeddings[start : start + shard_size], dtype=np.float32)
-        shard_ids, shard_scores = search(build_index(shard, IndexConfig()), query_embeddings, width,
-                                         block_size=block_size, show_progress=False)
+        shard_ids, shard_scores = exact_top_k(build_index(shard, IndexConfig()), shard, query_embeddings, k,
+                                              slack=slack, block_size=block_size,
+                                              show_progress=show_progress and len(starts) < 2)
         shard_ids = np.where(shard_ids >= 0, shard_ids + start, EMPTY).astype(np.int32)
-        ids, scores = merge_top_k(ids, scores, shard_ids, shard_scores, width)
-    scores = exact_scores(query_embeddings, doc_embeddings, ids)
-    ids, scores = order_by_score_then_id(ids, scores)
-    out_ids = np.full((len(query_embeddings), k), EMPTY, dtype=np.int32)
-    out_scores = np.full((len(query_embeddings), k), np.nan, dtype=np.float32)
-    keep = min(k, width)
-    out_ids[:, :keep], out_scores[:, :keep] = ids[:, :keep], scores[:, :keep]
-    return out_ids, out_scores
+        ids, scores = merge_top_k(ids, scores, shard_ids, shard_scores, k)
+    return ids, scores
 
 
 def merge_top_k(
@@ -83,23 +75,3 @@ def merge_top_k(
     ids, scores = order_by_score_then_id(np.concatenate((ids_a, ids_b), 1), np.concatenate((scores_a, scores_b), 1))
     return ids[:, :width], scores[:, :width]
 
-
-def exact_scores(query_embeddings: np.ndarray, doc_embeddings: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``float32`` inner product of each query with each of its candidate rows (NaN for ``EMPTY``).
-
-    One fixed kernel: an elementwise product and a sum over the last axis, whose order
-    depends on the embedding width only, so a (query, document) pair scores the same
-    wherever it sits in any array.
-    """
-    n, width = ids.shape
-    dim = query_embeddings.shape[1]
-    out = np.full((n, width), np.nan, dtype=np.float32)
-    rows = max(1, _RESCORE_BYTES // max(1, width * dim * 4))
-    for start in range(0, n, rows):
-        block = ids[start : start + rows]
-        found = block >= 0
-        gathered = np.asarray(doc_embeddings[np.where(found, block, 0).ravel()], dtype=np.float32)
-        gathered = gathered.reshape(len(block), width, dim)  # (rows, width, dim)
-        queries = np.asarray(query_embeddings[start : start + rows], dtype=np.float32)[:, None, :]
-        out[start : start + rows] = np.where(found, (gathered * queries).sum(axis=-1), np.nan)
-    return out
