@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hardneg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("text", "choices"),
+    ("execute",),  # who computes shards: this process or Ray (only its ray_engine imports ray)
     ("store", "runtime", "data", "gradcache"),
     ("candidates",),
     ("formats", "select", "retrieve", "evaluate", "teacher"),
@@ -29,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 # numpy-only layers: they never import a model library, not even lazily.
-NO_TORCH = ("errors", "text", "choices", "store", "data", "candidates", "formats", "select", "evaluate", "report")
+NO_TORCH = ("errors", "text", "choices", "execute", "store", "data", "candidates", "formats", "select", "evaluate", "report")
 HEAVY = ("torch", "transformers", "sentence_transformers", "faiss")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60  # body lines, docstring excluded

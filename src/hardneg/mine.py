@@ -10,6 +10,7 @@ from pathlib import Path
 from hardneg.candidates import Candidates
 from hardneg.data import RetrievalData
 from hardneg.errors import HardnegError
+from hardneg.execute import Executor
 from hardneg.report import MiningReport
 from hardneg.retrieve.base import Retriever
 from hardneg.select import Selection, SelectionConfig, select_negatives
@@ -50,6 +51,8 @@ class Miner:
             under the teacher's fingerprint), for ``score_source="teacher"``, denoising,
             distillation scores and the report's false-negative estimate. Without one,
             selection may still read teacher scores saved by an earlier rescoring.
+        executor: who computes the teacher's scores (:mod:`hardneg.execute`); default: this
+            process. Encoding runs on the retriever's own executor.
     """
 
     def __init__(
@@ -61,9 +64,11 @@ class Miner:
         run_dir: str | Path | None = None,
         show_progress: bool = True,
         teacher: Scorer | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.retriever = retriever
         self.teacher = teacher
+        self.executor = executor
         self.selection = selection or SelectionConfig()
         if depth is None:
             depth = max(DEFAULT_DEPTH, (self.selection.range_max or 0) + 10)
@@ -103,7 +108,8 @@ class Miner:
     def _rescored(self, data: RetrievalData, found: Candidates, path: Path | None) -> Candidates:
         if self.teacher is None or found.teacher == self.teacher.key():
             return found
-        found = rescore_candidates(found, data, self.teacher, run_dir=self.run_dir, show_progress=self.show_progress)
+        found = rescore_candidates(found, data, self.teacher, run_dir=self.run_dir, show_progress=self.show_progress,
+                                   executor=self.executor)
         if path is not None:
             found.save(path)
         return found

@@ -25,9 +25,12 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hardneg.execute import Executor, ShardWork
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ def load_npy(path: str | Path, *, what: str, mmap: bool = False) -> np.ndarray |
 
 
 def sharded_compute(
-    compute: Callable[[np.ndarray], np.ndarray],
+    work: ShardWork,
     order: np.ndarray,
     *,
     shard_size: int,
@@ -197,45 +200,57 @@ def sharded_compute(
     desc: str = "",
     unit: str = "it",
     show_progress: bool = True,
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """Compute rows shard by shard in ``order``, resumable, and return them in input order.
 
+    The shard plan (``order`` cut every ``shard_size`` rows) and the shard files are the
+    same whichever ``executor`` computes the shards, so a run directory started with one
+    engine is finished by another: saved shards are loaded, only missing ones computed.
+
     Args:
-        compute: maps an ``int64`` array of row indices to an array with one row each.
+        work: the job and how a shard's row indices become its inputs
+            (:class:`~hardneg.execute.ShardWork`); the job must return one row per index.
         order: a permutation of the rows (e.g. longest text first, so batches pad little).
         shard_size: rows per shard (the resume granularity).
         parts_dir: where finished shards are saved atomically; a rerun loads them
             instead of computing again. None keeps nothing.
         final: where the whole result is saved atomically (then the shards are removed).
+        executor: who computes the missing shards; default: this process
+            (:class:`~hardneg.execute.EmbeddedExecutor`).
 
     Returns:
         ``out`` with ``out[i]`` the row computed for index ``i``.
     """
     from tqdm.auto import tqdm
 
-    starts = range(0, len(order), shard_size)
+    from hardneg.errors import HardnegError
+    from hardneg.execute import EmbeddedExecutor
+
+    executor = executor if executor is not None else EmbeddedExecutor()
+    shards = [order[start : start + shard_size] for start in range(0, len(order), shard_size)]
     if parts_dir is not None:
         parts_dir.mkdir(parents=True, exist_ok=True)
-        done = sum(1 for i, _ in enumerate(starts) if (parts_dir / f"{i:05d}.npy").exists())
-        if done:
-            logger.info("%s: resuming, %d of %d shards already done", desc, done, len(starts))
     out: np.ndarray | None = None
+    missing = []
     with tqdm(total=len(order), desc=desc, unit=unit, disable=not show_progress) as bar:
-        for i, start in enumerate(starts):
-            idx = order[start : start + shard_size]
-            shard_path = parts_dir / f"{i:05d}.npy" if parts_dir is not None else None
-            rows = load_npy(shard_path, what=f"{desc} shard") if shard_path is not None else None
-            if rows is not None and rows.shape[:1] != idx.shape:
-                logger.warning("cached %s shard %s holds %d rows, %d expected; computing it again",
-                               desc, shard_path, len(rows), len(idx))
-                rows = None
+        for number, idx in enumerate(shards):
+            rows = _saved_shard(parts_dir, number, len(idx), desc)
             if rows is None:
-                rows = compute(idx)
-                if shard_path is not None:
-                    save_npy(shard_path, rows)
-            if out is None:
-                out = np.empty((len(order), *rows.shape[1:]), dtype=rows.dtype)
-            out[idx] = rows
+                missing.append(number)
+                continue
+            out = _place(out, len(order), idx, rows)
+            bar.update(len(idx))
+        if missing and len(missing) < len(shards):
+            logger.info("%s: resuming, %d of %d shards already done", desc, len(shards) - len(missing), len(shards))
+        inputs = ((number, work.inputs(shards[number])) for number in missing)
+        for number, rows in executor.run(work.job, inputs):
+            idx = shards[number]
+            if len(rows) != len(idx):
+                raise HardnegError(f"{desc}: shard {number} came back with {len(rows)} rows for {len(idx)} inputs.")
+            if parts_dir is not None:
+                save_npy(_shard_path(parts_dir, number), rows)
+            out = _place(out, len(order), idx, rows)
             bar.update(len(idx))
     if out is None:
         out = np.empty(0, dtype=np.float32)
@@ -243,6 +258,30 @@ def sharded_compute(
         save_npy(final, out)
         if parts_dir is not None:
             shutil.rmtree(parts_dir, ignore_errors=True)
+    return out
+
+
+def _shard_path(parts_dir: Path, number: int) -> Path:
+    return parts_dir / f"{number:05d}.npy"
+
+
+def _saved_shard(parts_dir: Path | None, number: int, n_rows: int, desc: str) -> np.ndarray | None:
+    """Shard ``number`` as a finished run saved it, or None (absent, damaged, or of another plan)."""
+    if parts_dir is None:
+        return None
+    path = _shard_path(parts_dir, number)
+    rows = load_npy(path, what=f"{desc} shard")
+    if rows is not None and len(rows) != n_rows:
+        logger.warning("cached %s shard %s holds %d rows, %d expected; computing it again", desc, path, len(rows), n_rows)
+        return None
+    return rows
+
+
+def _place(out: np.ndarray | None, n: int, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``out[idx] = rows``, allocating ``out`` (``n`` rows, ``rows``' dtype) on first use."""
+    if out is None:
+        out = np.empty((n, *rows.shape[1:]), dtype=rows.dtype)
+    out[idx] = rows
     return out
 
 
@@ -272,12 +311,13 @@ class RunDir:
         candidates/<key>.parquet      retrieved candidates
         candidates/<key>.json         what produced them
         teacher/<key>.npy             cross-encoder scores of candidate pairs (and .parts/)
+        snapshots/<key>/              weights of an in-memory model, saved for Ray workers to load
         report.json                   the last successful mining run's report
         report_scores.npz, report_examples.json, report.html   what `hardneg report` draws
         report_map.json               telling queries' neighbourhoods for the report (dense runs)
     """
 
-    CACHE_FOLDERS = ("embeddings", "candidates", "teacher")
+    CACHE_FOLDERS = ("embeddings", "candidates", "teacher", "snapshots")
     REPORT, SNAPSHOT, EXAMPLES, PAGE = "report.json", "report_scores.npz", "report_examples.json", "report.html"
     MAP = "report_map.json"
     REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE, MAP)
@@ -320,6 +360,11 @@ class RunDir:
 
     def teacher_parts(self, key: str) -> Path:
         return self.path / "teacher" / f"{key}.parts"
+
+    @property
+    def model_snapshots(self) -> Path:
+        """Where a model that exists only in memory (one being trained) is saved for workers to load."""
+        return self.path / "snapshots"
 
     @property
     def report(self) -> Path:

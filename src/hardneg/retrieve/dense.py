@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hardneg.candidates import Candidates, positive_score_matrix
+from hardneg.execute import Executor, ShardWork
 from hardneg.retrieve.encoder import Encoder
 from hardneg.retrieve.search import IndexConfig, build_index, search
 from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute, texts_fingerprint
@@ -20,10 +24,12 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 1024) -> None:
+    def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 1024,
+                 executor: Executor | None = None) -> None:
         self.encoder = encoder
         self.index = index or IndexConfig()
         self.shard_size = shard_size
+        self.executor = executor  # who encodes the shards (hardneg.execute); None: this process
 
     def key(self) -> str:
         return fingerprint("dense", self.encoder.key(), self.index.to_dict())
@@ -39,14 +45,17 @@ class DenseRetriever:
     def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
         """Query and document embeddings, from the run directory's cache when present."""
         docs = cached_encode(
-            self.encoder.encode_documents, data.corpus.passages, f"doc-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding documents",
+            self._job("documents", run_dir), data.corpus.passages, f"doc-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding documents", executor=self.executor,
         )
         queries = cached_encode(
-            self.encoder.encode_queries, data.queries.texts, f"query-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding queries",
+            self._job("queries", run_dir), data.queries.texts, f"query-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding queries", executor=self.executor,
         )
         return queries, docs
+
+    def _job(self, side: str, run_dir: RunDir | None) -> EncodeJob:
+        return EncodeJob(self.encoder, side, run_dir.model_snapshots if run_dir is not None else None)
 
     def cached_embeddings(self, data, run_dir: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
         """The query and document embeddings :meth:`embed` saved in ``run_dir`` (memory-mapped); None where
@@ -86,38 +95,73 @@ def embedding_key(role: str, texts: Sequence[str]) -> str:
     return f"{role}-{texts_fingerprint(list(texts))}"
 
 
+@dataclass(frozen=True)
+class EncodeJob:
+    """Encoding as a shard job (:class:`~hardneg.execute.ShardJob`): a shard's texts -> their embeddings.
+
+    Attributes:
+        encoder: an :class:`~hardneg.retrieve.encoder.Encoder`.
+        side: ``documents`` or ``queries`` (which prompt applies).
+        snapshot_dir: where :meth:`portable` may save a model that exists only in memory.
+    """
+
+    encoder: Any
+    side: str
+    snapshot_dir: Path | None = None
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool) -> np.ndarray:
+        method = self.encoder.encode_documents if self.side == "documents" else self.encoder.encode_queries
+        return method(texts, show_progress=show_progress)
+
+    def load(self) -> Callable[[list[str]], np.ndarray]:
+        return lambda texts: self.encode(texts, show_progress=False)
+
+    def portable(self) -> EncodeJob:
+        """This job with an encoder that holds its model by name or path (an encoder without
+        ``portable()``, e.g. a test fake, travels as it is)."""
+        portable = getattr(self.encoder, "portable", None)
+        return self if portable is None else replace(self, encoder=portable(self.snapshot_dir))
+
+
 def cached_encode(
-    encode: Callable[..., np.ndarray],
+    job: EncodeJob,
     texts: Sequence[str],
     role: str,
     run_dir: RunDir | None,
     shard_size: int,
     show_progress: bool,
     desc: str,
+    *,
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` in shards saved to the run directory; resume after a kill.
 
     The cache key combines ``role`` (which carries the encoder fingerprint) with a hash
-    of the texts, so other texts or another model never hit a stale file.
+    of the texts, so other texts or another model never hit a stale file. The shards are
+    computed by ``executor`` (default: this process); the shard plan and files do not
+    depend on it.
     """
     texts = list(texts)
-    if run_dir is None:
-        return encode(texts, show_progress=show_progress)
-    key = embedding_key(role, texts)
-    final = run_dir.embeddings(key)
-    cached = load_npy(final, what="embeddings", mmap=True)
-    if cached is not None and cached.shape[0] == len(texts):
-        logger.info("%s: reusing cached embeddings %s", desc, final.name)
-        return cached
+    if run_dir is None and (executor is None or executor.name == "embedded"):
+        return job.encode(texts, show_progress=show_progress)
+    final = parts_dir = None
+    if run_dir is not None:
+        key = embedding_key(role, texts)
+        final, parts_dir = run_dir.embeddings(key), run_dir.embedding_parts(key)
+        cached = load_npy(final, what="embeddings", mmap=True)
+        if cached is not None and cached.shape[0] == len(texts):
+            logger.info("%s: reusing cached embeddings %s", desc, final.name)
+            return cached
     # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     return sharded_compute(
-        lambda idx: encode([texts[i] for i in idx], show_progress=False),
+        ShardWork(job, lambda idx: [texts[i] for i in idx]),
         order,
         shard_size=shard_size,
-        parts_dir=run_dir.embedding_parts(key),
+        parts_dir=parts_dir,
         final=final,
         desc=desc,
         unit="text",
         show_progress=show_progress,
+        executor=executor,
     )

@@ -106,6 +106,24 @@ class SentenceTransformerEncoder(LazyModel):
             max_batch_tokens=self.max_batch_tokens, precision=self.resolved_precision(), device=self.device,
         )
 
+    def portable(self, snapshot_dir: str | Path | None = None) -> SentenceTransformerEncoder:
+        """A copy holding the model by name or path, with the same settings and fingerprint: what another
+        process (a Ray worker) loads. A model that exists only in memory (one being trained) is saved first,
+        under ``snapshot_dir/<fingerprint>`` (once per fingerprint; older snapshots there are removed)."""
+        model, max_length = self._model_arg, self.max_length
+        if not isinstance(model, (str, Path)):
+            if snapshot_dir is None:
+                raise HardnegError("This encoder holds a model in memory only, so workers cannot load it: pass a "
+                                   "run directory (its snapshot goes there) or a model name or path.")
+            model, max_length = save_model_snapshot(self.model, Path(snapshot_dir), self.key()), self.model.max_seq_length
+        copy = SentenceTransformerEncoder(
+            str(model), query_prompt=self.query_prompt, document_prompt=self.document_prompt, max_length=max_length,
+            batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens, precision=self.resolved_precision(),
+            device=self.device,
+        )
+        copy._key = self.key()
+        return copy
+
     def encode_queries(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
         return self._encode(texts, self.query_prompt, show_progress)
 
@@ -144,6 +162,29 @@ class SentenceTransformerEncoder(LazyModel):
             )["input_ids"]
             lengths[start : start + len(chunk)] = [len(x) for x in ids]
         return lengths
+
+
+def save_model_snapshot(model, folder: Path, key: str) -> Path:
+    """Save ``model`` (anything with ``save(path)``) as ``folder/key``, atomically; reuse it when there.
+
+    Other snapshots in ``folder`` are removed: a training run keeps only its current weights.
+    """
+    import shutil
+    import tempfile
+
+    target = folder / key
+    if not target.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder))
+        try:
+            model.save(str(tmp))
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for other in folder.iterdir():
+        if other.is_dir() and other.name != key and not other.name.startswith("."):
+            shutil.rmtree(other, ignore_errors=True)
+    return target
 
 
 def load_sentence_transformer(name_or_path: str, device: str | None = None):

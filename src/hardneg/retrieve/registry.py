@@ -31,6 +31,7 @@ class RetrieverSpec:
             :class:`~hardneg.retrieve.encoder.Encoder`.
         index: the FAISS index (``dense``, ``hybrid``).
         fusion: how ``hybrid`` fuses its two lists.
+        executor: who encodes (``dense``, ``hybrid``; :mod:`hardneg.execute`); None: this process.
     """
 
     kind: str
@@ -38,6 +39,7 @@ class RetrieverSpec:
     encoder: Any = None
     index: IndexConfig = field(default_factory=IndexConfig)
     fusion: Fusion = "rrf"
+    executor: Any = None
 
     def __post_init__(self) -> None:
         check_choice("retriever", self.kind, RETRIEVERS)
@@ -56,7 +58,7 @@ def _dense(spec: RetrieverSpec) -> Retriever:
             f"--retriever {spec.kind} needs --model: a sentence-transformers name "
             "(e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model directory."
         )
-    return DenseRetriever(spec.encoder, spec.index)
+    return DenseRetriever(spec.encoder, spec.index, executor=spec.executor)
 
 
 def _hybrid(spec: RetrieverSpec) -> Retriever:

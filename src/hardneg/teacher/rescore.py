@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hardneg.candidates import EMPTY, Candidates
 from hardneg.errors import HardnegError
+from hardneg.execute import Executor, ShardWork
 from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,30 @@ def scatter_scores(
     return teacher, positive
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoreJob:
+    """Teacher scoring as a shard job (:class:`~hardneg.execute.ShardJob`): ``(queries, documents)`` -> logits."""
+
+    scorer: Any
+
+    def load(self) -> Callable[[tuple[list[str], list[str]]], np.ndarray]:
+        def score(pairs: tuple[list[str], list[str]]) -> np.ndarray:
+            queries, documents = pairs
+            scores = np.asarray(self.scorer.score_pairs(queries, documents, show_progress=False),
+                                dtype=np.float32).reshape(-1)
+            if len(scores) != len(queries):
+                raise HardnegError(f"The scorer returned {len(scores)} scores for {len(queries)} pairs; expected "
+                                   "one per pair.")
+            return scores
+
+        return score
+
+    def portable(self) -> ScoreJob:
+        """This job with a scorer that holds its model by path (a scorer without ``portable()`` travels as it is)."""
+        portable = getattr(self.scorer, "portable", None)
+        return self if portable is None else ScoreJob(portable())
+
+
 def _pairs_digest(query_rows: np.ndarray, doc_rows: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(query_rows, dtype="<i8").tobytes())
@@ -98,13 +125,15 @@ def score_pairs_cached(
     run_dir: RunDir | None = None,
     shard_size: int = 4096,
     show_progress: bool = True,
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """Score pairs ``(query_texts[query_rows[i]], doc_texts[doc_rows[i]])`` in length-sorted shards.
 
     Pairs are ordered by character length (longest first) across all queries, so each
     shard, and each batch the scorer makes of it, holds pairs of similar length. With a
     ``run_dir`` every finished shard is saved atomically under ``key`` and reused by a
-    rerun; the finished array replaces the shards.
+    rerun; the finished array replaces the shards. ``executor`` computes the shards
+    (default: this process); the shards and their files do not depend on it.
 
     Returns:
         ``float32[len(query_rows)]`` in input order.
@@ -123,22 +152,12 @@ def score_pairs_cached(
     d_len = np.fromiter((len(t) for t in doc_texts), dtype=np.int64, count=len(doc_texts))
     order = np.argsort(-(q_len[query_rows] + d_len[doc_rows]), kind="stable")
 
-    def score(idx: np.ndarray) -> np.ndarray:
-        scores = np.asarray(
-            scorer.score_pairs(
-                [query_texts[r] for r in query_rows[idx].tolist()],
-                [doc_texts[r] for r in doc_rows[idx].tolist()],
-                show_progress=False,
-            ),
-            dtype=np.float32,
-        ).reshape(-1)
-        if len(scores) != len(idx):
-            raise HardnegError(f"The scorer returned {len(scores)} scores for {len(idx)} pairs; expected one per pair.")
-        return scores
+    def pairs(idx: np.ndarray) -> tuple[list[str], list[str]]:
+        return [query_texts[r] for r in query_rows[idx].tolist()], [doc_texts[r] for r in doc_rows[idx].tolist()]
 
     return sharded_compute(
-        score, order, shard_size=shard_size, parts_dir=parts_dir, final=final,
-        desc="Teacher scoring", unit="pair", show_progress=show_progress,
+        ShardWork(ScoreJob(scorer), pairs), order, shard_size=shard_size, parts_dir=parts_dir, final=final,
+        desc="Teacher scoring", unit="pair", show_progress=show_progress, executor=executor,
     )
 
 
@@ -150,6 +169,7 @@ def rescore_candidates(
     run_dir: RunDir | str | Path | None = None,
     shard_size: int = 4096,
     show_progress: bool = True,
+    executor: Executor | None = None,
 ) -> Candidates:
     """Candidates with a teacher score for every candidate and every positive.
 
@@ -159,6 +179,7 @@ def rescore_candidates(
         scorer: a :class:`~hardneg.teacher.scorer.Scorer`.
         run_dir: where pair scores are cached (resumable); None computes in memory.
         shard_size: pairs per saved shard (the resume granularity).
+        executor: who scores the shards (:mod:`hardneg.execute`); default: this process.
 
     Returns:
         A copy with ``teacher_scores``, ``teacher_positive_scores`` and ``teacher``
@@ -176,7 +197,7 @@ def rescore_candidates(
     key = fingerprint("teacher-pairs", scorer_key, data.fingerprint(), _pairs_digest(query_rows, doc_rows))
     pair_scores = score_pairs_cached(
         scorer, data.queries.texts, data.corpus.passages, query_rows, doc_rows,
-        key=key, run_dir=run_dir, shard_size=shard_size, show_progress=show_progress,
+        key=key, run_dir=run_dir, shard_size=shard_size, show_progress=show_progress, executor=executor,
     )
     teacher, positive = scatter_scores(candidates, data.positives, query_rows, doc_rows, pair_scores)
     return dataclasses.replace(candidates, teacher_scores=teacher, teacher_positive_scores=positive, teacher=scorer_key)

@@ -103,6 +103,18 @@ class CrossEncoderScorer(LazyModel):
             self._key = fingerprint("cross-encoder", weights, max_length, self.resolved_precision())
         return self._key
 
+    def portable(self) -> CrossEncoderScorer:
+        """A copy holding the model by name or path, with the same settings and fingerprint: what another
+        process (a Ray worker) loads."""
+        if not isinstance(self._model_arg, (str, Path)):
+            raise HardnegError("This scorer holds a cross-encoder in memory only, so workers cannot load it: save it "
+                               "(model.save(path)) and pass the path.")
+        copy = CrossEncoderScorer(str(self._model_arg), max_length=self.max_length, batch_size=self.batch_size,
+                                  max_batch_tokens=self.max_batch_tokens, precision=self.resolved_precision(),
+                                  device=self.device)
+        copy._key = self.key()
+        return copy
+
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
         """Relevance logits of ``(queries[i], documents[i])``, ``float32[n]``, in input order."""
         if len(queries) != len(documents):
