@@ -51,10 +51,10 @@ def test_embeddings_cache_resumes_after_a_kill(tmp_path, fake_encoder):
 
     dying_encode.calls = 0
     with pytest.raises(Killed):
-        cached_encode(EncodeJob(DyingEncoder(), "documents"), texts, "doc-x", run_dir, 16, False, "test")
+        cached_encode(EncodeJob(DyingEncoder()), texts, "doc-x", run_dir, 16, False, "test")
     assert not list((tmp_path / "embeddings").glob("*.npy")), "no final file after a kill"
     done_before = fake_encoder.texts_encoded
-    resumed = cached_encode(EncodeJob(fake_encoder, "documents"), texts, "doc-x", run_dir, 16, False, "test")
+    resumed = cached_encode(EncodeJob(fake_encoder), texts, "doc-x", run_dir, 16, False, "test")
     # two shards of 16 were saved; only the remaining 18 texts are encoded again
     assert fake_encoder.texts_encoded - done_before == 18
     np.testing.assert_allclose(resumed, fake_encoder.encode_documents(texts), atol=1e-7)

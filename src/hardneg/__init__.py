@@ -45,6 +45,8 @@ _WHERE = {
     "train_reranker": "hardneg.train.reranker",
     "TeacherTrainingConfig": "hardneg.train.reranker",
     "render_html": "hardneg.report_html",
+    "EmbeddedExecutor": "hardneg.execute",
+    "RayExecutor": "hardneg.execute.ray_engine",
 }
 
 __all__ = sorted(

@@ -33,6 +33,9 @@ INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf")
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
+ExecutorKind = Literal["embedded", "ray"]
+EXECUTORS: tuple[str, ...] = ("embedded", "ray")
+
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     """Raise :class:`~hardneg.errors.HardnegError` unless ``value`` is one of ``allowed``."""

@@ -11,11 +11,13 @@ from hardneg.cli.checks import check_output, check_run_dir
 from hardneg.cli.options import (
     add_data_args,
     add_denoise_args,
+    add_executor_args,
     add_retriever_args,
     add_selection_args,
     add_teacher_args,
     build_retriever,
     load_data,
+    make_executor,
     make_teacher,
     selection_config,
 )
@@ -56,6 +58,7 @@ def register(sub) -> None:
     add_selection_args(mine)
     add_teacher_args(mine)
     add_denoise_args(mine)
+    add_executor_args(mine)
     out = mine.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="triplet", help="training-file layout (default: triplet)")
     out.add_argument("--output", "-o", required=True, help="file to write: .jsonl, .jsonl.gz or .parquet")
@@ -72,6 +75,7 @@ def register(sub) -> None:
     )
     add_data_args(ev, default_split="test")
     add_retriever_args(ev)
+    add_executor_args(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object with the metrics, nothing else")
     ev.set_defaults(func=cmd_eval)
 
@@ -85,9 +89,10 @@ def cmd_mine(args) -> int:
     run_dir = check_run_dir(args.run_dir if args.run_dir else output.parent / "hardneg-run")
     check_output(output, args, run_dir=run_dir)
     check_format(output, args.format, if_short=config.if_short)
+    executor = make_executor(args)
     data = load_data(args)
-    miner = Miner(build_retriever(args), config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet,
-                  teacher=make_teacher(args))
+    miner = Miner(build_retriever(args, executor=executor), config, depth=args.depth, run_dir=run_dir,
+                  show_progress=not args.quiet, teacher=make_teacher(args), executor=executor)
     result = miner.mine(data, save_report=False)
     if result.reused_candidates:
         logger.info("reused saved candidates from %s: only selection ran", run_dir)
@@ -109,7 +114,7 @@ def cmd_eval(args) -> int:
 
     if args.run_dir:
         check_run_dir(args.run_dir)
-    retriever = build_retriever(args)
+    retriever = build_retriever(args, executor=make_executor(args))
     data = load_data(args)
     metrics = evaluate_retriever(retriever, data, depth=args.depth or 100,
                                  show_progress=not (args.quiet or args.json))

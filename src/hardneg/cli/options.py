@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hardneg.choices import (
     DENOISE_RULES,
+    EXECUTORS,
     FUSIONS,
     IF_SHORT,
     INDEX_KINDS,
@@ -37,11 +38,12 @@ MINIMUM = {
     "train_batch_size": 2, "mini_batch_size": 1, "max_steps": 1, "save_steps": 1, "refresh_every": 1,
     "staleness_k": 1, "dev_max_queries": 1, "negatives_per_query": 1, "in_batch_negatives": 0, "eval_depth": 1,
     "eval_max_queries": 0, "distill_weight": 0, "warmup_ratio": 0, "chunk_tokens": 0,
+    "workers": 1, "gpus_per_worker": 0,
 }
 
 
 # Float flags that must be strictly positive, and those with an upper bound.
-POSITIVE = {"simans_a", "learning_rate", "epochs", "teacher_temperature"}
+POSITIVE = {"simans_a", "learning_rate", "epochs", "teacher_temperature", "cpus_per_worker"}
 
 
 MAXIMUM = {"warmup_ratio": 1}
@@ -110,6 +112,28 @@ def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False
     g.add_argument("--depth", type=int, help="candidates retrieved per query (default: max(100, range-max + 10))")
     g.add_argument("--run-dir", help="where embeddings and candidates are cached (default: hardneg-run beside --output)")
     p.set_defaults(trains_model=trains_model)
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Who encodes and scores (``mine``, ``eval``, ``train``, ``rescore``): this process, or a Ray cluster."""
+    g = p.add_argument_group("execution (encoding and teacher scoring)")
+    g.add_argument("--executor", choices=EXECUTORS, default="embedded",
+                   help="embedded: in this process; ray: on Ray actors, one model each (pip install 'hardneg[ray]'). "
+                   "The run directory is the same either way: a run started with one finishes with the other "
+                   "(default: embedded)")
+    g.add_argument("--ray-address",
+                   help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 (default: start a local one)")
+    g.add_argument("--workers", type=int, help="Ray actors, each holding one copy of the model (default: 2)")
+    g.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray actor; fractions allowed (default: 1)")
+    g.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor; fractions share a GPU (default: 0)")
+
+
+def make_executor(args):
+    """The executor of ``--executor`` and its Ray flags (:mod:`hardneg.execute`)."""
+    from hardneg.execute import executor_from_options
+
+    return executor_from_options(args.executor, address=args.ray_address, workers=args.workers,
+                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
 
 
 def add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: float | None = None,
@@ -184,12 +208,13 @@ def resolve_retriever(args) -> str:
     return chosen
 
 
-def build_retriever(args, encoder=None):
+def build_retriever(args, encoder=None, executor=None):
     """The retriever the flags describe (built by :mod:`hardneg.retrieve.registry`).
 
     Args:
         encoder: the bi-encoder to retrieve with; default: one built from ``--model`` and
             the encoding flags (``train`` passes one wrapping the model being trained).
+        executor: who encodes (:func:`make_executor`); None: this process.
     """
     from hardneg.retrieve.bm25 import BM25Config
     from hardneg.retrieve.registry import RetrieverSpec
@@ -207,7 +232,8 @@ def build_retriever(args, encoder=None):
             precision=args.precision,
         )
     bm25 = BM25Config(stemmer=none(args.stemmer), stopwords=none(args.stopwords))
-    return build(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=IndexConfig(kind=args.index), fusion=args.fusion))
+    return build(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=IndexConfig(kind=args.index), fusion=args.fusion,
+                               executor=executor))
 
 
 # SelectionConfig field -> the flag that sets it. Flags whose dest is the field's name are

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from hardneg.choices import PRECISIONS, RETRIEVERS
 from hardneg.cli.checks import check_output
-from hardneg.cli.options import add_teacher_args, data_split, make_teacher, optional_dev_data
+from hardneg.cli.options import (
+    add_executor_args,
+    add_teacher_args,
+    data_split,
+    make_executor,
+    make_teacher,
+    optional_dev_data,
+)
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger("hardneg")
@@ -111,6 +118,7 @@ def _add_rescore(sub) -> None:
     rs.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
     rs.add_argument("--shard-size", type=int, default=4096, help="pairs per saved shard (resume granularity; default: 4096)")
     add_teacher_args(rs)
+    add_executor_args(rs)
     rs.set_defaults(func=cmd_rescore)
 
 
@@ -199,10 +207,10 @@ def cmd_rescore(args) -> int:
                              what="candidates record") or {}
     candidates = Candidates.load(path)
     data = _aligned(_recorded_data(manifest, args), candidates, manifest.get("data_fingerprint"))
-    teacher = make_teacher(args)
+    teacher, executor = make_teacher(args), make_executor(args)
     t0 = time.perf_counter()
     scored = rescore_candidates(candidates, data, teacher, run_dir=run, shard_size=args.shard_size,
-                                show_progress=not args.quiet)
+                                show_progress=not args.quiet, executor=executor)
     seconds = time.perf_counter() - t0
     scored.save(path)
     ref = filters.reference_positive_score(scored.teacher_positive_scores)

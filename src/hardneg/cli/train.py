@@ -9,10 +9,12 @@ from pathlib import Path
 from hardneg.cli.checks import check_output, check_run_dir
 from hardneg.cli.options import (
     add_data_args,
+    add_executor_args,
     add_retriever_args,
     add_selection_args,
     build_retriever,
     load_data,
+    make_executor,
     optional_dev_data,
     selection_config,
 )
@@ -76,6 +78,7 @@ def register(sub) -> None:
     source.add_argument("--in-batch-only", action="store_true", help="no hard negatives: in-batch negatives only")
     _add_training_args(p, LOSSES, BATCHINGS, DEFAULT_RECIPE)
     _add_refresh_args(p)
+    add_executor_args(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -147,12 +150,15 @@ def training_miner(args, model, run_dir: Path):
         max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
         **({"max_batch_tokens": args.max_batch_tokens} if getattr(args, "max_batch_tokens", None) else {}),
     )
-    # mine with the very weights being trained (the encoder's key follows them)
-    retriever = build_retriever(args, encoder=encoder)
+    # mine with the very weights being trained (the encoder's key follows them); on Ray, workers load a
+    # snapshot of them saved in the run directory
+    executor = make_executor(args)
+    retriever = build_retriever(args, encoder=encoder, executor=executor)
     miner = Miner(retriever, config, depth=args.depth, run_dir=run_dir, show_progress=not args.quiet)
     if isinstance(retriever, DenseBacked):
         return miner, miner
-    return miner, Miner(DenseRetriever(encoder), config, run_dir=run_dir, show_progress=not args.quiet)
+    return miner, Miner(DenseRetriever(encoder, executor=executor), config, run_dir=run_dir,
+                        show_progress=not args.quiet)
 
 
 def _refuse_contradictions(args) -> None:

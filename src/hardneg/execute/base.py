@@ -9,12 +9,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hardneg.choices import EXECUTORS, check_choice
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger(__name__)
-
-EXECUTORS = ("embedded", "ray")
-
 
 class ShardJob(Protocol):
     """A model-backed computation, described small enough to pickle into another process.
@@ -83,8 +81,7 @@ def executor_from_options(
         cpus_per_worker: CPUs reserved per actor (fractions allowed).
         gpus_per_worker: GPUs per actor (fractions share a GPU).
     """
-    if kind not in EXECUTORS:
-        raise HardnegError(f"executor must be one of {', '.join(EXECUTORS)}; got {kind!r}.")
+    check_choice("executor", kind, EXECUTORS)
     ray_options = {"address": address, "workers": workers, "cpus_per_worker": cpus_per_worker,
                    "gpus_per_worker": gpus_per_worker}
     if kind == "embedded":

@@ -45,17 +45,17 @@ class DenseRetriever:
     def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
         """Query and document embeddings, from the run directory's cache when present."""
         docs = cached_encode(
-            self._job("documents", run_dir), data.corpus.passages, f"doc-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding documents", executor=self.executor,
+            self._job(run_dir), data.corpus.passages, f"doc-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding documents", side="documents", executor=self.executor,
         )
         queries = cached_encode(
-            self._job("queries", run_dir), data.queries.texts, f"query-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding queries", executor=self.executor,
+            self._job(run_dir), data.queries.texts, f"query-{self.encoder.key()}",
+            run_dir, self.shard_size, show_progress, "Encoding queries", side="queries", executor=self.executor,
         )
         return queries, docs
 
-    def _job(self, side: str, run_dir: RunDir | None) -> EncodeJob:
-        return EncodeJob(self.encoder, side, run_dir.model_snapshots if run_dir is not None else None)
+    def _job(self, run_dir: RunDir | None) -> EncodeJob:
+        return EncodeJob(self.encoder, run_dir.model_snapshots if run_dir is not None else None)
 
     def cached_embeddings(self, data, run_dir: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
         """The query and document embeddings :meth:`embed` saved in ``run_dir`` (memory-mapped); None where
@@ -97,24 +97,25 @@ def embedding_key(role: str, texts: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class EncodeJob:
-    """Encoding as a shard job (:class:`~hardneg.execute.ShardJob`): a shard's texts -> their embeddings.
+    """Encoding as a shard job (:class:`~hardneg.execute.ShardJob`): ``(side, texts)`` -> their embeddings.
+
+    One job serves both sides (``documents``, ``queries``: which prompt applies), so a
+    worker loads the model once for both.
 
     Attributes:
         encoder: an :class:`~hardneg.retrieve.encoder.Encoder`.
-        side: ``documents`` or ``queries`` (which prompt applies).
         snapshot_dir: where :meth:`portable` may save a model that exists only in memory.
     """
 
     encoder: Any
-    side: str
     snapshot_dir: Path | None = None
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool) -> np.ndarray:
-        method = self.encoder.encode_documents if self.side == "documents" else self.encoder.encode_queries
+    def encode(self, side: str, texts: Sequence[str], *, show_progress: bool) -> np.ndarray:
+        method = self.encoder.encode_documents if side == "documents" else self.encoder.encode_queries
         return method(texts, show_progress=show_progress)
 
-    def load(self) -> Callable[[list[str]], np.ndarray]:
-        return lambda texts: self.encode(texts, show_progress=False)
+    def load(self) -> Callable[[tuple[str, list[str]]], np.ndarray]:
+        return lambda payload: self.encode(*payload, show_progress=False)
 
     def portable(self) -> EncodeJob:
         """This job with an encoder that holds its model by name or path (an encoder without
@@ -132,6 +133,7 @@ def cached_encode(
     show_progress: bool,
     desc: str,
     *,
+    side: str = "documents",
     executor: Executor | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` in shards saved to the run directory; resume after a kill.
@@ -143,7 +145,7 @@ def cached_encode(
     """
     texts = list(texts)
     if run_dir is None and (executor is None or executor.name == "embedded"):
-        return job.encode(texts, show_progress=show_progress)
+        return job.encode(side, texts, show_progress=show_progress)
     final = parts_dir = None
     if run_dir is not None:
         key = embedding_key(role, texts)
@@ -155,7 +157,7 @@ def cached_encode(
     # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     return sharded_compute(
-        ShardWork(job, lambda idx: [texts[i] for i in idx]),
+        ShardWork(job, lambda idx: (side, [texts[i] for i in idx])),
         order,
         shard_size=shard_size,
         parts_dir=parts_dir,
