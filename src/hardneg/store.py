@@ -312,12 +312,13 @@ class RunDir:
         candidates/<key>.json         what produced them
         teacher/<key>.npy             cross-encoder scores of candidate pairs (and .parts/)
         snapshots/<key>/              weights of an in-memory model, saved for Ray workers to load
+        bm25/<key>/                   a BM25 index (memory-mapped arrays, vocabulary, index.json last)
         report.json                   the last successful mining run's report
         report_scores.npz, report_examples.json, report.html   what `hardneg report` draws
         report_map.json               telling queries' neighbourhoods for the report (dense runs)
     """
 
-    CACHE_FOLDERS = ("embeddings", "candidates", "teacher", "snapshots")
+    CACHE_FOLDERS = ("embeddings", "candidates", "teacher", "snapshots", "bm25")
     REPORT, SNAPSHOT, EXAMPLES, PAGE = "report.json", "report_scores.npz", "report_examples.json", "report.html"
     MAP = "report_map.json"
     REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE, MAP)
@@ -354,6 +355,9 @@ class RunDir:
 
     def candidates_manifest(self, key: str) -> Path:
         return self.path / "candidates" / f"{key}.json"
+
+    def bm25_index(self, key: str) -> Path:
+        return self.path / "bm25" / key
 
     def teacher_scores(self, key: str) -> Path:
         return self.path / "teacher" / f"{key}.npy"

@@ -110,7 +110,8 @@ def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False
     g.add_argument("--stemmer", default="english", help="BM25 stemmer language, or 'none' (default: english)")
     g.add_argument("--stopwords", default="en", help="BM25 stopword list, or 'none' (default: en)")
     g.add_argument("--depth", type=int, help="candidates retrieved per query (default: max(100, range-max + 10))")
-    g.add_argument("--run-dir", help="where embeddings and candidates are cached (default: hardneg-run beside --output)")
+    g.add_argument("--run-dir",
+                   help="where embeddings, BM25 indexes and candidates are cached (default: hardneg-run beside --output)")
     p.set_defaults(trains_model=trains_model)
 
 

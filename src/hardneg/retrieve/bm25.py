@@ -1,16 +1,16 @@
-"""BM25 candidates through bm25s."""
+"""BM25 candidates: bm25s' scores, indexed chunk by chunk (:mod:`hardneg.retrieve.bm25_index`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from hardneg.candidates import Candidates, positive_score_matrix
 from hardneg.errors import HardnegError
+from hardneg.retrieve.bm25_index import BM25Index, build_bm25_index, load_bm25_index
 from hardneg.retrieve.bm25_search import Backend, search_bm25
-from hardneg.store import fingerprint
+from hardneg.retrieve.bm25_tokens import query_terms
+from hardneg.store import RunDir, fingerprint, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +49,26 @@ class BM25Retriever:
     def key(self) -> str:
         return fingerprint("bm25", asdict(self.config))
 
+    def index(self, passages, *, run_dir: RunDir | None = None, show_progress: bool = True) -> BM25Index:
+        """The BM25 index of ``passages`` (any sequence of str), built chunk by chunk; with ``run_dir``, saved
+        there memory-mapped and reused by later runs over the same passages and settings."""
+        if run_dir is None:
+            return build_bm25_index(passages, self.config, self._stemmer, show_progress=show_progress)
+        directory = run_dir.bm25_index(fingerprint(self.key(), texts_fingerprint(passages)))
+        index = load_bm25_index(directory)
+        if index is None:
+            index = build_bm25_index(passages, self.config, self._stemmer, directory=directory,
+                                     show_progress=show_progress)
+        return index
+
     def retrieve(self, data, depth: int, *, run_dir=None, show_progress: bool = True) -> Candidates:
         """Top-``depth`` BM25 documents per query; documents scoring 0 are left out.
 
         Positives' BM25 scores come from the same score vector, so margins cost nothing.
         """
-        import bm25s
-
         cfg = self.config
-        corpus_tokens = bm25s.tokenize(
-            list(data.corpus.passages), stopwords=cfg.stopwords, stemmer=self._stemmer, show_progress=show_progress
-        )
-        index = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
-        index.index(corpus_tokens, show_progress=show_progress)
-        del corpus_tokens  # Python lists of every token: more than the index itself; not needed to search
-        query_tokens = bm25s.tokenize(
-            list(data.queries.texts),
-            stopwords=cfg.stopwords,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        token_ids = [np.asarray(index.get_tokens_ids(tokens), dtype=np.int32) for tokens in query_tokens]
+        index = self.index(data.corpus.passages, run_dir=run_dir, show_progress=show_progress)
+        token_ids = query_terms(data.queries.texts, index.term_of_stem, cfg.stopwords, self._stemmer)
         doc_ids, scores, positive_flat = search_bm25(
             index, token_ids, depth, data.positives, backend=self.backend, show_progress=show_progress
         )
