@@ -11,7 +11,8 @@ Ways:
   bm25s    the path hardneg had before: ``bm25s.tokenize`` (Python lists of every token),
            ``bm25s.BM25.index``, the same search.
 
-Each stage's peak RSS is the process's high-water mark (VmHWM) reset at the stage's start;
+Seconds are wall time and CPU time (all threads of the process: on a shared machine the
+CPU time is the steadier figure). Each stage's peak RSS is the process's high-water mark (VmHWM) reset at the stage's start;
 it counts the memory-mapped index pages the stage touched (file-backed: the kernel can drop
 them) as well as anonymous memory, which is reported separately after each stage.
 ``--stream`` feeds the texts as a generator instead of holding them (as a reader of an
@@ -95,9 +96,10 @@ def main() -> None:
 
     def stage(name, fn):
         reset_peak()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         state[name] = fn()
         stages.append({"stage": name, "seconds": round(time.perf_counter() - start, 2),
+                       "cpu_seconds": round(time.process_time() - cpu, 2),
                        "rss_after_mb": round(status_mb("VmRSS")), "anon_after_mb": round(status_mb("RssAnon")),
                        "peak_mb": round(status_mb("VmHWM"))})
 
@@ -131,10 +133,10 @@ def main() -> None:
     print(f"{args.docs:,} documents ({args.way}), {summary['postings']:,} postings, vocabulary "
           f"{summary['vocabulary']:,}, index {summary['index_mb']:,} MB; {args.queries:,} queries at "
           f"{summary['search_queries_per_s']:,}/s ({args.backend})")
-    print(f"{'stage':<18} {'seconds':>8} {'RSS after MB':>13} {'anon after MB':>14} {'peak MB':>8}")
+    print(f"{'stage':<18} {'seconds':>8} {'CPU s':>7} {'RSS after MB':>13} {'anon after MB':>14} {'peak MB':>8}")
     for row in stages:
-        print(f"{row['stage']:<18} {row['seconds']:>8.1f} {row['rss_after_mb']:>13,} {row['anon_after_mb']:>14,} "
-              f"{row['peak_mb']:>8,}")
+        print(f"{row['stage']:<18} {row['seconds']:>8.1f} {row['cpu_seconds']:>7.1f} {row['rss_after_mb']:>13,} "
+              f"{row['anon_after_mb']:>14,} {row['peak_mb']:>8,}")
 
 
 if __name__ == "__main__":

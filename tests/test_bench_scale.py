@@ -1,0 +1,45 @@
+"""bench/scale.py: its fake encoder, its growth exponents and one tiny configuration end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location("scale", Path(__file__).resolve().parents[1] / "bench" / "scale.py")
+scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(scale)
+
+
+def test_fake_encoder_gives_one_unit_vector_per_text_whatever_the_batch():
+    enc = scale.FakeEncoder(dim=16)
+    both = enc.encode_documents(["alpha", "beta"])
+    assert both.shape == (2, 16) and both.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(enc.encode_queries(["beta"])[0], both[1])
+    assert abs(float(both[0] @ both[1])) < 0.9  # different texts, different directions
+
+
+def test_growth_is_the_log_log_slope_per_stage():
+    rows = [{"retriever": "bm25", "queries": 10, "docs": d, "seconds": {"index": 2e-4 * d, "search": 1e-6 * d * d}}
+            for d in (1_000, 10_000, 100_000)]
+    slopes = scale.growth(rows)
+    assert slopes["bm25 q=10 index"] == pytest.approx(1.0)
+    assert slopes["bm25 q=10 search"] == pytest.approx(2.0)
+    assert "bm25 q=10 select" not in slopes  # no seconds for it: no slope
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "exact"])
+def test_one_tiny_configuration_runs_every_stage(tmp_path, monkeypatch, retriever):
+    monkeypatch.setattr(scale, "OUT", tmp_path)
+    folder = scale.make_data(300, 40)
+    assert len((folder / "queries.jsonl").read_text().splitlines()) == 40
+    result = scale.run_one(retriever, folder, tmp_path / "run")
+    expected = {"load", "index", "search", "select", "export"} | ({"encode"} if retriever == "exact" else set())
+    assert set(result["seconds"]) == expected
+    assert result["rows"] > 0
+    first = json.loads((tmp_path / "run" / "triplets.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"anchor", "positive", "negative"}
