@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +129,36 @@ def test_bm25_numba_backend_without_numba_says_how_to_install(tiny_train, monkey
         BM25Retriever(backend="numba").retrieve(tiny_train, 5, show_progress=False)
     # auto falls back to numpy and gives the reference result
     assert_same_as_reference(tiny_train, BM25Config(), 5, "auto")
+
+
+TORCH_THREADS_AFTER_SEARCH = """
+import sys
+import torch
+if sys.argv[1] == "set-first":
+    torch.set_num_threads(1)
+torch.get_num_threads()  # torch's pool is set up (as after loading a model); a later change sticks
+if sys.argv[2] == "search":
+    from hardneg.data import load_beir
+    from hardneg.retrieve.bm25 import BM25Retriever
+    BM25Retriever(backend="numba").retrieve(load_beir(sys.argv[3], "train"), 5, show_progress=False)
+print(torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("torch_threads", ["set-first", "default"])
+def test_numba_search_leaves_torch_thread_count_alone(torch_threads, tiny_dir):
+    """numba's OpenMP pool, started by the first search of a process, must not change how many threads torch
+    uses: a resumed `hardneg train` skips the search and must train with the same count (same float sums)."""
+
+    def threads(search: str) -> int:
+        env = {**os.environ, "NUMBA_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}  # a pool unlike torch's count
+        proc = subprocess.run([sys.executable, "-c", TORCH_THREADS_AFTER_SEARCH, torch_threads, search,
+                               str(Path(tiny_dir))], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return int(proc.stdout.split()[-1])
+
+    assert threads("search") == threads("no-search") == 1
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -8,12 +8,19 @@ Each query adds its tokens' postings into a per-thread ``float32[n_docs]`` buffe
 its best ``k`` documents in a heap during one pass over it. Memory: one ``float32[n_docs]``
 buffer per thread of numba's pool (``NUMBA_NUM_THREADS``, the core count by default: mind it
 on a many-core machine with a large corpus), plus the results.
+
+The search leaves the process's OpenMP thread count as it found it (:func:`openmp_threads_kept`):
+numba's OpenMP threading layer would set it to its own pool size, and torch, which shares
+that runtime, would then train with another thread count than in a process that never
+searched, such as a resumed ``hardneg train``: other float sums, other weights.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numba
 import numpy as np
@@ -37,9 +44,37 @@ def search_block(
     ids = np.full((len(query_token_ids), k), -1, dtype=np.int32)
     scores = np.full((len(query_token_ids), k), np.nan, dtype=np.float32)
     positive_scores = np.empty(len(p_rows), dtype=np.float32)
-    _search(s["data"], s["indices"], s["indptr"], q_ptr, q_tokens, bases.astype(np.float32), p_ptr, p_rows, buffers,
-            ids, scores, positive_scores)
+    with openmp_threads_kept():
+        _search(s["data"], s["indices"], s["indptr"], q_ptr, q_tokens, bases.astype(np.float32), p_ptr, p_rows,
+                buffers, ids, scores, positive_scores)
     return ids, scores, positive_scores
+
+
+@contextlib.contextmanager
+def openmp_threads_kept() -> Iterator[None]:
+    """Run the block, then put the process's OpenMP thread count back where it was.
+
+    When numba's thread pool starts on its OpenMP layer (the first parallel call of a process),
+    it sets the process-wide OpenMP thread count to ``NUMBA_NUM_THREADS``. torch reads its
+    intra-op thread count from the same runtime, so without this a BM25 search would change
+    how many threads every later torch op uses (and with it the order of float sums).
+    """
+    omp = _openmp_runtime()
+    before = omp.omp_get_max_threads() if omp is not None else None
+    try:
+        yield
+    finally:
+        if before is not None and omp.omp_get_max_threads() != before:
+            omp.omp_set_num_threads(before)
+
+
+def _openmp_runtime():
+    """GNU OpenMP as the process has it (torch's or numba's copy, whichever came first; loaded if neither
+    has yet: numba's OpenMP layer would load that same one), or None where it is not installed."""
+    try:
+        return ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return None
 
 
 @numba.njit(inline="always", cache=True)
