@@ -7,10 +7,12 @@ many").
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +46,9 @@ class Candidates:
         teacher_positive_scores: optional ``float32[n, p]`` teacher logit of each positive,
             aligned with ``positive_scores``.
         teacher: fingerprint of the teacher that made the teacher scores; ``""`` without.
+        search_quality: how close an approximate index came to exact search
+            (:func:`hardneg.retrieve.recall.measure_recall`: index kind, depth, sampled
+            queries, ``recall_vs_exact``); empty for exact search and BM25.
     """
 
     query_ids: tuple[str, ...]
@@ -56,6 +61,7 @@ class Candidates:
     teacher_scores: np.ndarray | None = None
     teacher_positive_scores: np.ndarray | None = None
     teacher: str = ""
+    search_quality: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, k = self.doc_ids.shape
@@ -97,6 +103,8 @@ class Candidates:
         doc_ids: np.ndarray,
         scores: np.ndarray,
         positive_scores: np.ndarray,
+        *,
+        search_quality: Mapping[str, Any] | None = None,
     ) -> Candidates:
         """Candidates from one retriever: provenance is the retriever itself."""
         n, k = doc_ids.shape
@@ -110,6 +118,7 @@ class Candidates:
             source_ranks={name: ranks},
             source_scores={name: scores.astype(np.float32, copy=True)},
             method=name,
+            search_quality=dict(search_quality or {}),
         )
 
     def reordered(self, order: np.ndarray) -> Candidates:
@@ -154,6 +163,8 @@ class Candidates:
         meta = {"hardneg.method": self.method}
         if self.teacher_scores is not None:
             meta["hardneg.teacher"] = self.teacher
+        if self.search_quality:
+            meta["hardneg.search_quality"] = json.dumps(dict(self.search_quality), sort_keys=True)
         table = pa.table(columns).replace_schema_metadata(meta)
         with artifact_path(path) as tmp:
             pq.write_table(table, tmp)
@@ -187,6 +198,7 @@ class Candidates:
             teacher_scores=matrix("teacher_scores", np.float32) if has_teacher else None,
             teacher_positive_scores=matrix("teacher_positive_scores", np.float32) if has_teacher else None,
             teacher=meta.get(b"hardneg.teacher", b"").decode() if has_teacher else "",
+            search_quality=json.loads(meta.get(b"hardneg.search_quality", b"{}").decode()),
         )
 
 

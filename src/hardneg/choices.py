@@ -27,8 +27,11 @@ RETRIEVERS: tuple[str, ...] = ("bm25", "dense", "hybrid")
 Fusion = Literal["rrf", "union"]
 FUSIONS: tuple[str, ...] = ("rrf", "union")
 
-IndexKind = Literal["flat", "hnsw", "ivf"]
-INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf")
+IndexKind = Literal["flat", "hnsw", "ivf", "ivf-pq", "ivf-sq8"]
+INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf", "ivf-pq", "ivf-sq8")
+
+EmbeddingDtype = Literal["float16", "float32"]
+EMBEDDING_DTYPES: tuple[str, ...] = ("float16", "float32")
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")

@@ -97,6 +97,7 @@ class MiningReport:
     seconds: dict[str, float] = field(default_factory=dict)
     output: str | None = None
     teacher: dict[str, Any] | None = None
+    search_quality: dict[str, Any] | None = None
 
     @classmethod
     def build(cls, data, candidates, selection, config, *, reused: bool, seconds: dict[str, float]) -> MiningReport:
@@ -124,6 +125,7 @@ class MiningReport:
             histogram=histogram({"positive": positive, "negative": kept}),
             seconds={k: round(v, 3) for k, v in seconds.items()},
             teacher=teacher,
+            search_quality=dict(candidates.search_quality) or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +172,10 @@ class MiningReport:
             if t.get("denoised"):
                 lines.append(f"denoised  {t['denoised']} candidates ({t['denoise_rule']})"
                              + (", promoted to positives" if t.get("promoted") else ""))
+        if self.search_quality:
+            sq = self.search_quality
+            lines += ["", f"index     {sq['index']}: recall@{sq['depth']} against exact search {sq['recall_vs_exact']:.4f} "
+                      f"({sq['queries']} sampled queries)"]
         if self.seconds:
             lines += ["", "time      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         if self.output:

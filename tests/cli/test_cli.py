@@ -80,6 +80,8 @@ def test_same_seed_same_bytes(tmp_path, tiny_dir):
         (["mine", "{tiny}", "--range-min", "5", "--range-max", "6", "--num-negatives", "3", "--output", "x.jsonl"],
          "rank window"),
         (["mine", "{tiny}", "--output", "x.csv"], ".jsonl"),
+        (["mine", "{tiny}", "--pq-m", "0", "--output", "x.jsonl"], "--pq-m must be at least 1"),
+        (["mine", "{tiny}", "--nprobe", "0", "--output", "x.jsonl"], "--nprobe must be at least 1"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path, tiny_dir, capsys, args, message):
@@ -185,3 +187,42 @@ def test_selection_flags_cover_every_selection_field_and_build_the_config(tiny_d
         num_negatives=4, range_min=1, range_max=9, min_score=-1.0, max_score=5.0, relative_margin=0.1,
         sampling="simans", simans_a=3.0, simans_b=0.5, if_short="pad", dedupe_texts=False, seed=7,
         score_source="teacher", denoise="absolute", denoise_threshold=2.0, promote_denoised=True)
+
+
+def test_a_memory_budget_that_is_no_size_is_refused_in_one_line(tiny_dir, capsys):
+    assert main(["-q", "mine", str(tiny_dir), "--memory-budget", "lots", "--output", "x.jsonl"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "hardneg: error: argument --memory-budget: a memory budget looks like 4GB, 512MB or 16GiB; got 'lots'."
+
+
+def test_dense_scale_flags_build_the_retriever_they_name(tiny_dir, tmp_path, fake_encoder):
+    from hardneg.cli import build_parser
+    from hardneg.cli.options import build_retriever
+    from hardneg.retrieve.search import IndexConfig
+
+    def built(*flags):
+        args = build_parser().parse_args(["mine", str(tiny_dir), "-o", str(tmp_path / "x.jsonl"), *flags])
+        return build_retriever(args, encoder=fake_encoder)
+
+    dense = built("--retriever", "dense", "--index", "ivf-pq", "--nlist", "7", "--nprobe", "3", "--pq-m", "8",
+                  "--index-sample", "900", "--recall-queries", "50", "--embedding-dtype", "float16",
+                  "--memory-budget", "2GB")
+    assert dense.index == IndexConfig(kind="ivf-pq", nlist=7, nprobe=3, pq_m=8, train_sample=900, recall_queries=50)
+    assert dense.embedding_dtype == "float16" and dense.memory_budget == 2 * 10**9
+    plain = built("--retriever", "dense")
+    assert plain.index == IndexConfig() and plain.embedding_dtype == "float32" and plain.memory_budget is None
+    hybrid = built("--retriever", "hybrid", "--index", "ivf-sq8", "--memory-budget", "512MiB")
+    assert hybrid.dense.index.kind == "ivf-sq8" and hybrid.dense.memory_budget == 512 * 2**20
+
+
+def test_compressed_index_float16_and_budget_run_as_asked(tmp_path, tiny_dir, tiny_model):
+    import numpy as np
+
+    run = tmp_path / "run"
+    assert main(["-q", "mine", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--index", "ivf-sq8",
+                 "--nlist", "2", "--nprobe", "1", "--recall-queries", "9", "--embedding-dtype", "float16",
+                 "--memory-budget", "64MB", "--output", str(tmp_path / "a.jsonl"), "--run-dir", str(run)]) == 0
+    quality = json.loads((run / "report.json").read_text())["search_quality"]
+    assert quality["index"] == "ivf-sq8" and quality["queries"] == 9 and 0 <= quality["recall_vs_exact"] <= 1
+    stored = [np.load(p, mmap_mode="r") for p in sorted((run / "embeddings").glob("*.npy"))]
+    assert len(stored) == 2 and all(a.dtype == np.float16 for a in stored)

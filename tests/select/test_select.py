@@ -227,7 +227,8 @@ def test_every_choice_list_is_spelled_once_and_its_literal_agrees() -> None:
 
     pairs = [("Sampling", "SAMPLING"), ("IfShort", "IF_SHORT"), ("ScoreSource", "SCORE_SOURCES"),
              ("DenoiseRule", "DENOISE_RULES"), ("RetrieverKind", "RETRIEVERS"), ("Fusion", "FUSIONS"),
-             ("IndexKind", "INDEX_KINDS"), ("Precision", "PRECISIONS"), ("ExecutorKind", "EXECUTORS")]
+             ("IndexKind", "INDEX_KINDS"), ("Precision", "PRECISIONS"), ("ExecutorKind", "EXECUTORS"),
+             ("EmbeddingDtype", "EMBEDDING_DTYPES")]
     for literal, values in pairs:
         assert typing.get_args(getattr(choices, literal)) == getattr(choices, values), literal
     with pytest.raises(HardnegError, match="sampling must be one of top, random, simans; got 'best'"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hardneg.choices import (
     DENOISE_RULES,
+    EMBEDDING_DTYPES,
     EXECUTORS,
     FUSIONS,
     IF_SHORT,
@@ -39,6 +40,7 @@ MINIMUM = {
     "staleness_k": 1, "dev_max_queries": 1, "negatives_per_query": 1, "in_batch_negatives": 0, "eval_depth": 1,
     "eval_max_queries": 0, "distill_weight": 0, "warmup_ratio": 0, "chunk_tokens": 0,
     "workers": 1, "gpus_per_worker": 0,
+    "nlist": 1, "nprobe": 1, "pq_m": 1, "index_sample": 1, "recall_queries": 1,
 }
 
 
@@ -75,6 +77,16 @@ def margin_or_none(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a fraction such as 0.05, or none; got {text!r}") from None
 
 
+def budget_bytes(text: str) -> int:
+    """``--memory-budget`` value: bytes from ``4GB``, ``512MiB``, ..."""
+    from hardneg.retrieve.memory_plan import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except HardnegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_data_args(p: argparse.ArgumentParser, default_split: str = "train") -> None:
     g = p.add_argument_group("data")
     g.add_argument("data", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a pairs file (.jsonl/.csv/.parquet)")
@@ -105,7 +117,23 @@ def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False
                    help="most padded tokens per encoding batch; bounds memory on long texts (default: 4096)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="encoding precision; auto = bf16 where the CPU/GPU has it (default: auto)")
-    g.add_argument("--index", choices=INDEX_KINDS, default="flat", help="FAISS index (default: flat, exact)")
+    g.add_argument("--index", choices=INDEX_KINDS, default="flat",
+                   help="FAISS index: flat is exact; hnsw, ivf and the compressed ivf-pq / ivf-sq8 (for 10 M+ "
+                   "documents) are approximate, their recall against exact reported (default: flat)")
+    g.add_argument("--nlist", type=int, help="IVF cells (default: 4 * sqrt(documents), at most documents / 39)")
+    g.add_argument("--nprobe", type=int, default=32, help="IVF cells searched per query (default: 32)")
+    g.add_argument("--pq-m", type=int, help="ivf-pq bytes per document; must divide the embedding width "
+                   "(default: width / 8, e.g. 48 for 384)")
+    g.add_argument("--index-sample", type=int,
+                   help="documents the IVF kinds train on (default: max(39 * nlist, 50000), at most all)")
+    g.add_argument("--recall-queries", type=int, default=1000,
+                   help="queries sampled to measure an approximate index's recall against exact (default: 1000)")
+    g.add_argument("--embedding-dtype", choices=EMBEDDING_DTYPES, default="float32",
+                   help="how embeddings are stored and memory-mapped; scores are float32 either way "
+                   "(default: float32)")
+    g.add_argument("--memory-budget", type=budget_bytes,
+                   help="memory (beyond the model) that picks encoding and search block sizes, e.g. 4GB; "
+                   "see the README's peak-memory table (default: one search shard)")
     g.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion (default: rrf)")
     g.add_argument("--stemmer", default="english", help="BM25 stemmer language, or 'none' (default: english)")
     g.add_argument("--stopwords", default="en", help="BM25 stopword list, or 'none' (default: en)")
@@ -233,7 +261,10 @@ def build_retriever(args, encoder=None, executor=None):
             precision=args.precision,
         )
     bm25 = BM25Config(stemmer=none(args.stemmer), stopwords=none(args.stopwords))
-    return build(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=IndexConfig(kind=args.index), fusion=args.fusion,
+    index = IndexConfig(kind=args.index, nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m,
+                        train_sample=args.index_sample, recall_queries=args.recall_queries)
+    return build(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=index, fusion=args.fusion,
+                               embedding_dtype=args.embedding_dtype, memory_budget=args.memory_budget,
                                executor=executor))
 
 

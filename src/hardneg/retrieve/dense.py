@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -11,8 +12,11 @@ from typing import Any
 import numpy as np
 
 from hardneg.candidates import Candidates, positive_score_matrix
+from hardneg.choices import EMBEDDING_DTYPES, EmbeddingDtype, check_choice
 from hardneg.execute import Executor, ShardWork
 from hardneg.retrieve.encoder import Encoder
+from hardneg.retrieve.exact import exact_scores, order_by_score_then_id
+from hardneg.retrieve.memory_plan import BlockPlan, block_plan
 from hardneg.retrieve.search import IndexConfig, build_index, search
 from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute, texts_fingerprint
 
@@ -20,19 +24,36 @@ logger = logging.getLogger(__name__)
 
 
 class DenseRetriever:
-    """Embedding-similarity candidates (cosine: embeddings are L2-normalised)."""
+    """Embedding-similarity candidates (cosine: embeddings are L2-normalised).
+
+    Args:
+        encoder: the bi-encoder.
+        index: the FAISS index; ``flat`` (default) is exact, searched over document shards.
+        shard_size: texts per encoding shard (the resume granularity).
+        embedding_dtype: how embeddings are stored (and memory-mapped when read for search):
+            ``float16`` halves their memory and disk; scores are computed in float32 either way.
+        memory_budget: bytes (beyond the model) that pick the block sizes
+            (:func:`~hardneg.retrieve.memory_plan.block_plan`); None: one shard, 4,096-query blocks.
+        search_shard_size: documents per exact-search shard, overriding the budget's.
+        executor: who encodes the shards (:mod:`hardneg.execute`); None: this process.
+    """
 
     name = "dense"
 
     def __init__(self, encoder: Encoder, index: IndexConfig | None = None, *, shard_size: int = 1024,
-                 executor: Executor | None = None) -> None:
+                 embedding_dtype: EmbeddingDtype = "float32", memory_budget: int | None = None,
+                 search_shard_size: int | None = None, executor: Executor | None = None) -> None:
+        check_choice("embedding dtype", embedding_dtype, EMBEDDING_DTYPES)
         self.encoder = encoder
+        self.executor = executor
         self.index = index or IndexConfig()
         self.shard_size = shard_size
-        self.executor = executor  # who encodes the shards (hardneg.execute); None: this process
+        self.embedding_dtype = embedding_dtype
+        self.memory_budget = memory_budget
+        self.search_shard_size = search_shard_size
 
     def key(self) -> str:
-        return fingerprint("dense", self.encoder.key(), self.index.to_dict())
+        return fingerprint("dense", self.encoder.key(), self.index.to_dict(), self.embedding_dtype)
 
     def dense_part(self) -> DenseRetriever:
         """Itself (:class:`~hardneg.retrieve.base.DenseBacked`)."""
@@ -42,27 +63,38 @@ class DenseRetriever:
         """``dense`` in place of itself (:class:`~hardneg.retrieve.base.DenseBacked`)."""
         return dense
 
-    def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
-        """Query and document embeddings, from the run directory's cache when present."""
-        docs = cached_encode(
-            self._job(run_dir), data.corpus.passages, f"doc-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding documents", side="documents", executor=self.executor,
-        )
-        queries = cached_encode(
-            self._job(run_dir), data.queries.texts, f"query-{self.encoder.key()}",
-            run_dir, self.shard_size, show_progress, "Encoding queries", side="queries", executor=self.executor,
-        )
-        return queries, docs
+    def role(self, what: str) -> str:
+        """Cache role of ``query`` or ``doc`` embeddings: encoder fingerprint, and the dtype unless float32."""
+        suffix = "" if self.embedding_dtype == "float32" else f"-{self.embedding_dtype}"
+        return f"{what}-{self.encoder.key()}{suffix}"
 
-    def _job(self, run_dir: RunDir | None) -> EncodeJob:
-        return EncodeJob(self.encoder, run_dir.model_snapshots if run_dir is not None else None)
+    def plan(self, n_docs: int, dim: int, depth: int = 100) -> BlockPlan:
+        """Block sizes for a corpus of ``n_docs`` (from the memory budget, when there is one)."""
+        if self.memory_budget is None:
+            plan = BlockPlan(self.index.block_size, max(1, n_docs), self.shard_size)
+        else:
+            itemsize = np.dtype(self.embedding_dtype).itemsize
+            plan = block_plan(self.memory_budget, n_docs, dim, itemsize, depth)
+        if self.search_shard_size is not None:
+            plan = dataclasses.replace(plan, doc_shard=self.search_shard_size)
+        return plan
+
+    def embed(self, data, *, run_dir: RunDir | None = None, show_progress: bool = True):
+        """Query and document embeddings, from the run directory's cache when present (memory-mapped)."""
+        # the width is not known before encoding: plan the encoding shard for the widest common one
+        shard = self.shard_size if self.memory_budget is None else self.plan(len(data.corpus), 1024).encode_shard
+        job = EncodeJob(self.encoder, run_dir.model_snapshots if run_dir is not None else None, self.embedding_dtype)
+        docs = cached_encode(job, data.corpus.passages, self.role("doc"), run_dir, shard, show_progress,
+                             "Encoding documents", side="documents", executor=self.executor)
+        queries = cached_encode(job, data.queries.texts, self.role("query"), run_dir, shard, show_progress,
+                                "Encoding queries", side="queries", executor=self.executor)
+        return queries, docs
 
     def cached_embeddings(self, data, run_dir: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
         """The query and document embeddings :meth:`embed` saved in ``run_dir`` (memory-mapped); None where
         either is missing. Never encodes."""
         found = []
-        for role, texts in ((f"query-{self.encoder.key()}", data.queries.texts),
-                            (f"doc-{self.encoder.key()}", data.corpus.passages)):
+        for role, texts in ((self.role("query"), data.queries.texts), (self.role("doc"), data.corpus.passages)):
             cached = load_npy(run_dir.embeddings(embedding_key(role, texts)), what="embeddings", mmap=True)
             if cached is None or cached.shape[0] != len(texts):
                 return None
@@ -74,20 +106,44 @@ class DenseRetriever:
         return self.search(data, queries, docs, depth, show_progress=show_progress)
 
     def search(self, data, queries: np.ndarray, docs: np.ndarray, depth: int, *, show_progress: bool = True) -> Candidates:
-        """Candidates from embeddings already computed (``float32[n_queries, dim]``, ``[n_docs, dim]``)."""
-        index = build_index(docs, self.index)
-        doc_ids, scores = search(index, queries, depth, block_size=self.index.block_size, show_progress=show_progress)
+        """Candidates from embeddings already computed (``[n_queries, dim]``, ``[n_docs, dim]``; a memmap too).
+
+        Exact (``flat``) search runs over document shards; an approximate index's candidates
+        are scored again by the same fixed kernel, and their recall against exact search,
+        on a sample of queries, goes into ``search_quality``. Either way the scores are
+        :func:`~hardneg.retrieve.exact.exact_scores`, whatever the shards.
+        """
+        from hardneg.retrieve.recall import measure_recall
+        from hardneg.retrieve.sharded_search import search_sharded
+
+        plan = self.plan(len(docs), docs.shape[1], depth)
+        quality = {}
+        if self.index.exact:
+            doc_ids, scores = search_sharded(docs, queries, depth, shard_size=plan.doc_shard,
+                                             block_size=plan.query_block, show_progress=show_progress)
+        else:
+            found, _ = search(build_index(docs, self.index), queries, depth, block_size=plan.query_block,
+                              show_progress=show_progress)
+            doc_ids, scores = order_by_score_then_id(found, exact_scores(queries, docs, found))
+            quality = measure_recall(self.index.kind, docs, queries, doc_ids, sample=self.index.recall_queries,
+                                     shard_size=plan.doc_shard, block_size=plan.query_block)
+            logger.info("%s recall@%d against exact search: %.4f (%d sampled queries)", self.index.kind, depth,
+                        quality["recall_vs_exact"], quality["queries"])
         return Candidates.from_single(
-            self.name, data.queries.ids, doc_ids, scores, positive_similarities(queries, docs, data.positives)
+            self.name, data.queries.ids, doc_ids, scores, positive_similarities(queries, docs, data.positives),
+            search_quality=quality,
         )
 
 
 def positive_similarities(queries: np.ndarray, docs: np.ndarray, positives: tuple[np.ndarray, ...]) -> np.ndarray:
-    """NaN-padded ``float32[n, p]`` inner products of each query with its positives."""
-    rows = np.repeat(np.arange(len(positives)), [len(p) for p in positives])
-    cols = np.concatenate(positives) if positives else np.empty(0, np.int64)
-    flat = np.einsum("ij,ij->i", queries[rows], docs[cols]) if len(cols) else np.empty(0, np.float32)
-    return positive_score_matrix(positives, flat)
+    """NaN-padded ``float32[n, p]`` inner products of each query with its positives (the fixed kernel's)."""
+    width = max((len(p) for p in positives), default=0)
+    ids = np.full((len(positives), max(width, 1)), -1, dtype=np.int64)
+    for row, pos in enumerate(positives):
+        ids[row, : len(pos)] = pos
+    scores = exact_scores(queries, docs, ids)
+    flat = np.concatenate([scores[row, : len(pos)] for row, pos in enumerate(positives)]) if positives else scores
+    return positive_score_matrix(positives, flat.astype(np.float32))
 
 
 def embedding_key(role: str, texts: Sequence[str]) -> str:
@@ -105,14 +161,16 @@ class EncodeJob:
     Attributes:
         encoder: an :class:`~hardneg.retrieve.encoder.Encoder`.
         snapshot_dir: where :meth:`portable` may save a model that exists only in memory.
+        dtype: how the embeddings are stored (``float32``, ``float16``).
     """
 
     encoder: Any
     snapshot_dir: Path | None = None
+    dtype: str = "float32"
 
     def encode(self, side: str, texts: Sequence[str], *, show_progress: bool) -> np.ndarray:
         method = self.encoder.encode_documents if side == "documents" else self.encoder.encode_queries
-        return method(texts, show_progress=show_progress)
+        return method(texts, show_progress=show_progress).astype(self.dtype, copy=False)
 
     def load(self) -> Callable[[tuple[str, list[str]]], np.ndarray]:
         return lambda payload: self.encode(*payload, show_progress=False)
@@ -138,10 +196,11 @@ def cached_encode(
 ) -> np.ndarray:
     """Encode ``texts`` in shards saved to the run directory; resume after a kill.
 
-    The cache key combines ``role`` (which carries the encoder fingerprint) with a hash
-    of the texts, so other texts or another model never hit a stale file. The shards are
-    computed by ``executor`` (default: this process); the shard plan and files do not
-    depend on it.
+    The cache key combines ``role`` (which carries the encoder fingerprint and the
+    stored dtype) with a hash of the texts, so other texts or another model never hit a
+    stale file. The shards are computed by ``executor`` (default: this process); the
+    shard plan and files do not depend on it. From a run directory the embeddings come
+    back memory-mapped.
     """
     texts = list(texts)
     if run_dir is None and (executor is None or executor.name == "embedded"):
@@ -156,7 +215,7 @@ def cached_encode(
             return cached
     # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    return sharded_compute(
+    computed = sharded_compute(
         ShardWork(job, lambda idx: (side, [texts[i] for i in idx])),
         order,
         shard_size=shard_size,
@@ -167,3 +226,5 @@ def cached_encode(
         show_progress=show_progress,
         executor=executor,
     )
+    mapped = load_npy(final, what="embeddings", mmap=True) if final is not None and len(texts) else None
+    return computed if mapped is None else mapped

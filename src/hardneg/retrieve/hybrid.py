@@ -118,15 +118,13 @@ class HybridRetriever:
             source_ranks=ranks,
             source_scores=scores,
             method=f"hybrid-{self.fusion}",
+            search_quality=semantic.search_quality,
         )
 
 
-def similarities(queries: np.ndarray, docs: np.ndarray, doc_ids: np.ndarray, block: int = 1024) -> np.ndarray:
-    """``float32[n, k]`` inner product of each query with its candidates (NaN for empty slots)."""
-    out = np.full(doc_ids.shape, np.nan, dtype=np.float32)
-    for start in range(0, len(doc_ids), block):
-        ids = doc_ids[start : start + block]
-        gathered = docs[np.maximum(ids, 0)]  # (block, k, dim)
-        sims = np.einsum("bkd,bd->bk", gathered, queries[start : start + block])
-        out[start : start + block] = np.where(ids == EMPTY, np.nan, sims)
-    return out
+def similarities(queries: np.ndarray, docs: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
+    """``float32[n, k]`` inner product of each query with its candidates (NaN for empty slots), by the fixed
+    kernel dense search scores with (:func:`~hardneg.retrieve.exact.exact_scores`)."""
+    from hardneg.retrieve.exact import exact_scores
+
+    return exact_scores(queries, docs, doc_ids)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardneg.choices import FUSIONS, RETRIEVERS, Fusion, check_choice
+from hardneg.choices import EMBEDDING_DTYPES, FUSIONS, RETRIEVERS, EmbeddingDtype, Fusion, check_choice
 from hardneg.errors import HardnegError
 from hardneg.retrieve.base import Retriever
 from hardneg.retrieve.bm25 import BM25Config, BM25Retriever
@@ -32,6 +32,8 @@ class RetrieverSpec:
         index: the FAISS index (``dense``, ``hybrid``).
         fusion: how ``hybrid`` fuses its two lists.
         executor: who encodes (``dense``, ``hybrid``; :mod:`hardneg.execute`); None: this process.
+        embedding_dtype: how dense embeddings are stored (``float16``, ``float32``).
+        memory_budget: bytes that pick dense block sizes; None for the defaults.
     """
 
     kind: str
@@ -40,10 +42,13 @@ class RetrieverSpec:
     index: IndexConfig = field(default_factory=IndexConfig)
     fusion: Fusion = "rrf"
     executor: Any = None
+    embedding_dtype: EmbeddingDtype = "float32"
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("retriever", self.kind, RETRIEVERS)
         check_choice("fusion", self.fusion, FUSIONS)
+        check_choice("embedding dtype", self.embedding_dtype, EMBEDDING_DTYPES)
 
 
 def _bm25(spec: RetrieverSpec) -> Retriever:
@@ -58,7 +63,8 @@ def _dense(spec: RetrieverSpec) -> Retriever:
             f"--retriever {spec.kind} needs --model: a sentence-transformers name "
             "(e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model directory."
         )
-    return DenseRetriever(spec.encoder, spec.index, executor=spec.executor)
+    return DenseRetriever(spec.encoder, spec.index, embedding_dtype=spec.embedding_dtype,
+                          memory_budget=spec.memory_budget, executor=spec.executor)
 
 
 def _hybrid(spec: RetrieverSpec) -> Retriever:
