@@ -233,14 +233,35 @@ def growth(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(rows: list[dict]) -> str:
+    """The RESULTS.md table: per configuration, wall s / CPU s and peak RSS per stage."""
+    lines = ["| retriever | docs | queries | " + " | ".join(f"{st}: s (CPU) / peak MB" for st in STAGES)
+             + " | model MB | load |", "|---|---|---|" + "---|" * (len(STAGES) + 2)]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['retriever']} | {row['docs']:,} | {row['queries']:,} | failed |")
+            continue
+        s, c, p = row["seconds"], row["cpu_seconds"], row["peak_mb"]
+        cells = [f"{s[st]:.1f} ({c[st]:.1f}) / {p[st]:,}" if st in s else "—" for st in STAGES]
+        lines.append(f"| {row['retriever']} | {row['docs']:,} | {row['queries']:,} | " + " | ".join(cells)
+                     + f" | {row['model_mb']} | {row['load_avg'][0]:.1f}–{row['load_avg'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--retrievers", nargs="+", default=RETRIEVERS, choices=RETRIEVERS)
     parser.add_argument("--json", type=Path, help="append each configuration's result to this JSON lines file")
+    parser.add_argument("--table", type=Path, help="print the markdown table and growth of a --json file, run nothing")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        rows = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
+        print(markdown(rows))
+        print(json.dumps(growth(rows), indent=1))
+        return
     if args.child:
         print(json.dumps(run_one(args.child[0], Path(args.child[1]), Path(args.child[2]))))
         return
