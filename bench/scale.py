@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out" / "scale"
-RETRIEVERS = ["bm25", "exact", "ivf"]
+RETRIEVERS = ["bm25", "exact", "ivf", "ivf-pq"]
 STAGES = ["load", "encode", "index", "search", "select", "export"]
 DIM = 384
 
