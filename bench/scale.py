@@ -6,8 +6,9 @@ hardneg's public API as a user's script would: ``hardneg.load`` a BEIR folder, a
 (triplets). The dense retrievers use a deterministic fake encoder (a unit vector per text,
 from a hash of the text: no model, so the non-encoding path is what is measured).
 
-Stages: load, encode (dense: ``DenseRetriever.embed``), index (dense: FAISS
-``build_index``; BM25: ``BM25Retriever.index``, tokenising included), search (the rest
+Stages: load, encode (dense: ``DenseRetriever.embed``), index (approximate dense: FAISS
+``build_index``; exact search builds none; BM25: ``BM25Retriever.index``, tokenising
+included), search (the rest
 of ``miner.candidates``: search, positives' scores, saving the candidates), select,
 export. encode / index / search are told apart by timing hardneg's own functions as
 ``miner.candidates`` calls them (wrappers that only read the clock and the RSS high-water
