@@ -218,11 +218,12 @@ def run_child(retriever_name: str, docs: int, queries: int) -> dict:
 
 
 def growth(rows: list[dict]) -> dict:
-    """Per retriever, queries and stage: the log-log slope of seconds against documents (least squares)."""
+    """Per retriever, queries and stage: the log-log slope of CPU seconds (wall where there are none) against
+    documents (least squares)."""
     out = {}
     for r in {row["retriever"] for row in rows}:
         for q in {row["queries"] for row in rows}:
-            points = sorted((row["docs"], row["seconds"]) for row in rows
+            points = sorted((row["docs"], row.get("cpu_seconds", row["seconds"])) for row in rows
                             if row["retriever"] == r and row["queries"] == q and "seconds" in row)
             if len(points) < 2:
                 continue
