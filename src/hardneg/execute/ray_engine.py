@@ -100,11 +100,10 @@ class RayExecutor:
     def run(self, job, shards: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, np.ndarray]]:
         """Compute ``shards`` with ``job.portable()`` on this executor's actors; yield each as it finishes."""
         import hashlib
-        import pickle
 
         ray = import_ray()
         portable = job.portable()
-        job_key = hashlib.sha256(pickle.dumps(portable)).hexdigest()[:16]
+        job_key = hashlib.sha256(ray.cloudpickle.dumps(portable)).hexdigest()[:16]  # what the actors hold loaded
         self.connect()
         job_ref = ray.put(portable)
         actors = self._workers(ray)
