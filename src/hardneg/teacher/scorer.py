@@ -109,6 +109,10 @@ class CrossEncoderScorer(LazyModel):
         if not isinstance(self._model_arg, (str, Path)):
             raise HardnegError("This scorer holds a cross-encoder in memory only, so workers cannot load it: save it "
                                "(model.save(path)) and pass the path.")
+        local = Path(str(self._model_arg))
+        if local.is_dir() and not is_trained_cross_encoder_dir(local):
+            raise HardnegError(f"{local} holds no trained cross-encoder head: each worker would draw its own random "
+                               "head. Train one with `hardneg train-reranker` and pass its directory.")
         copy = CrossEncoderScorer(str(self._model_arg), max_length=self.max_length, batch_size=self.batch_size,
                                   max_batch_tokens=self.max_batch_tokens, precision=self.resolved_precision(),
                                   device=self.device)
