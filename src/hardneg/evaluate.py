@@ -118,10 +118,13 @@ def run_from_candidates(
     return run
 
 
-def evaluate_retriever(retriever, data, *, depth: int = 100, show_progress: bool = True) -> dict[str, float]:
+def evaluate_retriever(
+    retriever, data, *, depth: int = 100, run_dir=None, show_progress: bool = True
+) -> dict[str, float]:
     """Retrieve ``depth`` documents per query of ``data`` and score them against its qrels.
 
-    Positives stay in the ranking (this is evaluation, not mining).
+    Positives stay in the ranking (this is evaluation, not mining). With ``run_dir`` (a
+    :class:`~hardneg.store.RunDir`), embeddings and indexes are cached there and reused.
     """
-    candidates = retriever.retrieve(data, depth, show_progress=show_progress)
+    candidates = retriever.retrieve(data, depth, run_dir=run_dir, show_progress=show_progress)
     return Evaluator(data.qrels()).evaluate(run_from_candidates(candidates, data.corpus.ids))

@@ -119,6 +119,25 @@ def test_eval_with_a_model_evaluates_that_model(tmp_path, tiny_dir, tiny_model, 
     assert printed["ndcg@10"] != pytest.approx(bm25["ndcg@10"])  # not BM25's numbers under the model's name
 
 
+def test_eval_run_dir_caches_embeddings_and_a_second_eval_reuses_them(tmp_path, tiny_dir, tiny_model, capsys,
+                                                                       monkeypatch):
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+
+    run_dir = tmp_path / "eval-run"
+    args = ["eval", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--json", "--run-dir", str(run_dir)]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert len(list((run_dir / "embeddings").glob("*.npy"))) == 2  # the queries' and the documents'
+
+    def refuse(*_, **__):
+        raise AssertionError("the second eval encoded again instead of reading --run-dir")
+
+    monkeypatch.setattr(SentenceTransformerEncoder, "encode_queries", refuse)
+    monkeypatch.setattr(SentenceTransformerEncoder, "encode_documents", refuse)
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == first
+
+
 def test_help_says_what_model_alone_means():
     for command in ("mine", "eval"):
         out = run_cli(command, "--help")

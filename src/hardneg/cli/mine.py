@@ -111,12 +111,12 @@ def cmd_eval(args) -> int:
     import json
 
     from hardneg.evaluate import MEASURES, evaluate_retriever
+    from hardneg.store import RunDir
 
-    if args.run_dir:
-        check_run_dir(args.run_dir)
+    run_dir = RunDir(check_run_dir(args.run_dir)) if args.run_dir else None
     retriever = build_retriever(args, executor=make_executor(args))
     data = load_data(args)
-    metrics = evaluate_retriever(retriever, data, depth=args.depth or 100,
+    metrics = evaluate_retriever(retriever, data, depth=args.depth or 100, run_dir=run_dir,
                                  show_progress=not (args.quiet or args.json))
     if args.json:
         print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
