@@ -117,10 +117,23 @@ def _add_training_args(p: argparse.ArgumentParser, losses, batchings, recipe) ->
 
 
 def _add_refresh_args(p: argparse.ArgumentParser) -> None:
+    from hardneg.train.refresh import RefreshConfig
+    from hardneg.train.refresh_scope import SCOPES
+
+    default = RefreshConfig()
     r = p.add_argument_group("refresh (ANCE)")
     r.add_argument("--refresh-every", type=int,
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
                    "(dense or hybrid retrieval, not bm25)")
+    r.add_argument("--refresh-scope", choices=SCOPES, default=default.scope,
+                   help="pool: re-encode only each training query's top --refresh-scope-depth candidates of the last "
+                   "full mining plus the positives, and re-mine among them; full: the whole corpus every time "
+                   f"(default: {default.scope})")
+    r.add_argument("--refresh-scope-depth", type=int, default=default.scope_depth, metavar="D",
+                   help=f"pool scope: candidates per query that join the pool (default: {default.scope_depth})")
+    r.add_argument("--refresh-full-every", type=int, default=default.full_every, metavar="F",
+                   help="pool scope: every F-th refresh re-encodes the whole corpus and renews the pool (0: only "
+                   f"the first refresh when the negatives come from a file; default: {default.full_every})")
     r.add_argument("--refresh-async", action="store_true",
                    help="re-mine from a weight snapshot in another process while training continues (ANCE); "
                    "worth it with a second GPU or spare CPU cores")
@@ -188,22 +201,24 @@ def _loss_config(args):
 
 def _training_pool(args, data, miner, loss):
     """The examples to train on (from --negatives, in-batch only, or mined now) and, when mined now, which
-    negatives are padding and which candidates the filters skipped (for the gradient log and the report)."""
+    negatives are padding, which candidates the filters skipped (for the gradient log and the report) and
+    the candidates (a pool-scope refresh's pool)."""
     from hardneg.neighbourhood import padding_texts, skipped_candidates
     from hardneg.train.files import pool_from_file
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
 
     if args.negatives:
-        return pool_from_file(args.negatives, data, with_scores=loss.needs_scores), None, None
+        return pool_from_file(args.negatives, data, with_scores=loss.needs_scores), None, None, None
     if args.in_batch_only:
-        return pool_in_batch_only(data), None, None
+        return pool_in_batch_only(data), None, None, None
     loss.check_negatives(args.num_negatives)  # now, not after minutes of mining
     result = miner.mine(data)
     print(result.report.format_table())
     passages = data.corpus.passages
     skipped = {q: [passages[d] for d in docs]
                for q, docs in skipped_candidates(result.candidates, result.selection, data).items()}
-    return pool_from_selection(data, result.selection), padding_texts(result.selection, passages), skipped
+    return (pool_from_selection(data, result.selection), padding_texts(result.selection, passages), skipped,
+            result.candidates)
 
 
 def _refresh_config(args, dev):
@@ -212,7 +227,9 @@ def _refresh_config(args, dev):
 
     if args.refresh_every is not None:
         return RefreshConfig(every=args.refresh_every, staleness_k=args.staleness_k,
-                             dev_max_queries=args.dev_max_queries, asynchronous=args.refresh_async)
+                             dev_max_queries=args.dev_max_queries, asynchronous=args.refresh_async,
+                             scope=args.refresh_scope, scope_depth=args.refresh_scope_depth,
+                             full_every=args.refresh_full_every or None)
     if dev is not None:
         return RefreshConfig(every=None, dev_max_queries=args.dev_max_queries)
     return None
@@ -222,7 +239,8 @@ def _print_result(result, pool) -> None:
     print(f"trained {result.steps} steps on {len(pool)} examples ({pool.num_negatives} hard negatives each) "
           f"in {result.seconds:.0f} s")
     for entry in result.history:
-        extra = f"  staleness {entry['staleness']:.3f}  changed {entry['negatives_changed']:.3f}" \
+        extra = (f"  {entry.get('scope', 'full')} scope, {entry.get('documents_encoded', '?')} documents encoded  staleness "
+                 f"{entry['staleness']:.3f}  changed {entry['negatives_changed']:.3f}") \
             if entry["kind"] == "refresh" else ""
         if entry.get("asynchronous"):
             extra += f"  applied at step {entry['applied_step']}"
@@ -252,7 +270,7 @@ def cmd_train(args) -> int:
     model = load_sentence_transformer(args.model)
     set_max_length(model, args.max_length, args.model)
     miner, eval_miner = training_miner(args, model, run_dir)
-    pool, padding, skipped = _training_pool(args, data, miner, loss)
+    pool, padding, skipped, candidates = _training_pool(args, data, miner, loss)
     config = TrainConfig(
         loss=loss, batch_size=args.train_batch_size, learning_rate=args.learning_rate,
         warmup_ratio=args.warmup_ratio, epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
@@ -262,7 +280,7 @@ def cmd_train(args) -> int:
     result = train(model, pool, output, config, miner=miner if args.refresh_every else eval_miner, data=data,
                    refresh=_refresh_config(args, dev), dev_data=dev,
                    resume_from_checkpoint=True if args.resume else None, show_progress=not args.quiet,
-                   padding=padding)
+                   padding=padding, candidates=candidates)
     _print_result(result, pool)
     _write_report(output, model, pool, skipped, padding, loss.scale)
     return 0

@@ -28,7 +28,8 @@ from transformers import TrainerCallback
 
 from hardneg.errors import HardnegError
 from hardneg.train.pool import NegativePool, pool_from_selection
-from hardneg.train.refresh import RefreshConfig, Refresher, check_miner_follows, make_refresh_callback
+from hardneg.train.refresh import RefreshConfig, Refresher
+from hardneg.train.refresh_callback import check_miner_follows, make_refresh_callback
 from hardneg.train.trainer import ROW_COLUMN, pool_collator, pool_dataset
 
 
@@ -67,17 +68,21 @@ class MinedNegatives:
         pool: the examples and the negatives in use.
         miner: the miner the negatives came from (needed to refresh).
         data: the data it mined for (needed to refresh).
+        candidates: the candidates the negatives were selected from: a pool-scope refresh (the
+            default :class:`~hardneg.train.refresh.RefreshConfig`) re-encodes their top documents;
+            without them the first refresh is full.
     """
 
-    def __init__(self, pool: NegativePool, *, miner=None, data=None) -> None:
-        self.pool, self.miner, self.data = pool, miner, data
+    def __init__(self, pool: NegativePool, *, miner=None, data=None, candidates=None) -> None:
+        self.pool, self.miner, self.data, self.candidates = pool, miner, data, candidates
         self._dataset = None
 
     @classmethod
     def mine(cls, miner, data, num_negatives: int | None = None) -> MinedNegatives:
         """Mine ``data`` with ``miner``; one example per (query, positive) with its first ``num_negatives``."""
         result = miner.mine(data)
-        return cls(pool_from_selection(data, result.selection, num_negatives), miner=miner, data=data)
+        return cls(pool_from_selection(data, result.selection, num_negatives), miner=miner, data=data,
+                   candidates=result.candidates)
 
     @property
     def dataset(self):
@@ -98,7 +103,7 @@ class MinedNegatives:
             raise HardnegError("Refreshing needs the miner and data the negatives came from: build with "
                                "MinedNegatives.mine(miner, data).")
         refresher = Refresher(self.miner, self.data, self.pool, RefreshConfig(every=every, staleness_k=staleness_k),
-                              log_path=log_path)
+                              log_path=log_path, candidates=self.candidates)
         return HardNegativeRefresh(refresher, every)
 
     def attach(self, trainer, refresh_every: int | None = None, *, staleness_k: int = 10,

@@ -21,6 +21,14 @@ checkpoint is not saved with it (a resumed run keeps the negatives in use). It p
 off where the worker has its own hardware (a second GPU, spare CPU cores); on a
 CPU that training already saturates, the two processes share the cores.
 
+Scope (``RefreshConfig(scope=...)``, :mod:`hardneg.train.refresh_scope`): ``full``
+re-encodes the whole corpus; ``pool`` re-encodes only the documents that can change
+the selection (each training query's top ``scope_depth`` candidates from the last
+full mining, plus the positives) and is full again every ``full_every``-th refresh.
+A pool-scope refresh skips the dev evaluation, which would re-encode the whole
+corpus; dev metrics come at the start, at full refreshes and at the end. Each log
+entry says its ``scope`` and how many ``documents_encoded``.
+
 References:
     Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
     Dense Text Retrieval", ICLR 2021.
@@ -42,12 +50,14 @@ import numpy as np
 
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
-from hardneg.store import atomic_path, write_json
+from hardneg.store import atomic_path, load_npy, save_npy, write_json
+from hardneg.train.refresh_scope import SCOPES, pool_scope, scoped_data, to_corpus_rows
 
 logger = logging.getLogger(__name__)
 
 REFRESH_STATE = "hardneg_refresh.json"
 NEGATIVES_STATE = "hardneg_negatives.json"
+SCOPE_STATE = "hardneg_refresh_scope.npy"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,12 @@ class RefreshConfig:
         asynchronous: re-mine from a weight snapshot in another process while
             training continues (see the module docstring).
         worker_threads: torch threads of the asynchronous worker.
+        scope: ``pool``: re-encode only the pool of documents that can change the selection
+            (:mod:`hardneg.train.refresh_scope`); ``full``: the whole corpus every time.
+        scope_depth: pool scope: each training query's top ``scope_depth`` candidates of the
+            last full mining join the pool (at most the miner's depth).
+        full_every: pool scope: every ``full_every``-th refresh is full (and renews the pool);
+            None: only when no pool is known yet.
     """
 
     every: int | None = None
@@ -71,8 +87,17 @@ class RefreshConfig:
     dev_max_queries: int | None = 200
     asynchronous: bool = False
     worker_threads: int = 1
+    scope: str = "pool"
+    scope_depth: int = 20
+    full_every: int | None = 4
 
     def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise HardnegError(f"refresh scope must be one of {', '.join(SCOPES)}; got {self.scope!r}.")
+        if self.scope_depth < 1:
+            raise HardnegError(f"refresh scope depth must be at least 1, got {self.scope_depth}.")
+        if self.full_every is not None and self.full_every < 1:
+            raise HardnegError(f"full_every must be at least 1 refresh (or None: never), got {self.full_every}.")
         if self.every is not None and self.every < 1:
             raise HardnegError(f"refresh every must be at least 1 step, got {self.every}.")
         if self.worker_threads < 1:
@@ -144,10 +169,14 @@ class Refresher:
         log_path: JSONL file receiving one line per refresh/evaluation.
         snapshot_dir: where asynchronous refreshes keep weight snapshots and results
             while they run (default: beside ``log_path``).
+        candidates: the candidates of the last full mining of ``data`` (the one the pool's
+            negatives came from): a pool-scope refresh re-encodes their top documents.
+            Without them the first refresh is full.
     """
 
     def __init__(self, miner, data, pool, config: RefreshConfig, *, dev: DevEvaluator | None = None,
-                 log_path: str | Path | None = None, snapshot_dir: str | Path | None = None) -> None:
+                 log_path: str | Path | None = None, snapshot_dir: str | Path | None = None,
+                 candidates=None) -> None:
         self.miner, self.data, self.pool, self.config, self.dev = miner, data, pool, config, dev
         self.dense = find_dense(miner.retriever)
         self.log_path = Path(log_path) if log_path is not None else None
@@ -157,6 +186,32 @@ class Refresher:
         self.history: list[dict[str, Any]] = []
         self.pending: _PendingRefresh | None = None
         self.last_selection = None
+        if config.scope == "pool" and config.scope_depth > miner.depth:
+            raise HardnegError(f"refresh scope depth {config.scope_depth} exceeds the miner's depth {miner.depth}: "
+                               "lower it or raise --depth.")
+        self.refreshes_started = 0
+        self.scope_rows: np.ndarray | None = None  # the pool of the next pool-scope refresh
+        if candidates is not None:
+            self._renew_scope(candidates)
+
+    def _renew_scope(self, candidates) -> None:
+        """The pool of later pool-scope refreshes, from a full mining's candidates."""
+        if self.config.scope == "pool":
+            self.scope_rows = pool_scope(candidates.doc_ids, self.data.positives, self.config.scope_depth)
+
+    def _next_scope(self) -> np.ndarray | None:
+        """Count a refresh; the corpus rows it re-encodes, or None for the whole corpus."""
+        self.refreshes_started += 1
+        every = self.config.full_every
+        if self.config.scope == "full" or self.scope_rows is None or (every and self.refreshes_started % every == 0):
+            return None
+        return self.scope_rows
+
+    def _mine(self, miner, rows: np.ndarray | None):
+        """``miner``'s result for the data, on the rows of the scope (None: all), in corpus rows."""
+        if rows is None:
+            return miner.mine(self.data)
+        return to_corpus_rows(miner.mine(scoped_data(self.data, rows), save_report=False), rows)
 
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
@@ -197,13 +252,14 @@ class Refresher:
     def refresh(self, step: int) -> dict[str, Any]:
         """Re-mine, measure staleness, swap the negatives, evaluate on dev; returns the log entry."""
         self._check_can_refresh()
+        rows = self._next_scope()
         t0 = time.perf_counter()
         self._forget_weights()
-        result = self.miner.mine(self.data)
+        result = self._mine(self.miner, rows)
         t_mine = time.perf_counter() - t0
-        entry = self._swap(result, step)
+        entry = self._swap(result, step, rows)
         entry["seconds_mine"] = round(t_mine, 3)
-        if self.dev is not None:
+        if self.dev is not None and rows is None:  # dev re-encodes the whole corpus: only at full refreshes
             t1 = time.perf_counter()
             metrics = self.dev()
             entry["seconds_dev"] = round(time.perf_counter() - t1, 3)
@@ -212,8 +268,11 @@ class Refresher:
         self._log(entry)
         return entry
 
-    def _swap(self, result, step: int) -> dict[str, Any]:
-        """Swap ``result``'s negatives into the pool; the entry says how much changed and how stale it was."""
+    def _swap(self, result, step: int, rows: np.ndarray | None) -> dict[str, Any]:
+        """Swap ``result``'s negatives (mined on ``rows``; None: the whole corpus) into the pool; the entry says
+        how much changed, how stale it was and how many documents were encoded."""
+        if rows is None:
+            self._renew_scope(result.candidates)
         overlap = overlap_at_k(self._in_use_rows(), result.candidates.doc_ids[:, : self.config.staleness_k])
         new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
         queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
@@ -228,6 +287,8 @@ class Refresher:
             "queries_refreshed": len(queries_in_pool & set(new)),
             "queries_kept_old": len(queries_in_pool - set(new)),
             "pool_version": self.pool.version,
+            "scope": "full" if rows is None else "pool",
+            "documents_encoded": len(self.data.corpus) if rows is None else len(rows),
         }
 
     # ------------------------------------------------------------------ asynchronous refresh
@@ -243,6 +304,7 @@ class Refresher:
         if snapshot is None or self.snapshot_dir is None:
             raise HardnegError("An asynchronous refresh needs an encoder with snapshot() (SentenceTransformerEncoder) "
                                "and a snapshot directory (pass log_path or snapshot_dir).")
+        rows = self._next_scope()
         t0 = time.perf_counter()
         folder = self.snapshot_dir / f"step-{step}"
         shutil.rmtree(folder, ignore_errors=True)
@@ -252,15 +314,16 @@ class Refresher:
         worker_miner.show_progress = False
         worker_miner.retriever = self.miner.retriever.with_dense_part(worker_dense)
         worker_dev = None
-        if self.dev is not None:
+        if self.dev is not None and rows is None:  # dev re-encodes the whole corpus: only at full refreshes
             worker_dev = copy.copy(self.dev)
             worker_dev.dense = worker_dense
         process = multiprocessing.get_context("spawn").Process(
             target=_mine_snapshot, name=f"hardneg-refresh-{step}", daemon=True,
-            args=(worker_miner, self.data, worker_dev, folder / "result.pkl", self.config.worker_threads),
+            args=(worker_miner, self.data if rows is None else scoped_data(self.data, rows), worker_dev,
+                  folder / "result.pkl", self.config.worker_threads, rows is None),
         )
         process.start()
-        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0)
+        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0, rows)
 
     def poll(self, step: int, *, wait: bool = False) -> dict[str, Any] | None:
         """Apply a finished asynchronous refresh (waiting for it with ``wait``); its log entry, else None."""
@@ -282,7 +345,9 @@ class Refresher:
         with open(result_path, "rb") as fh:
             result, metrics = pickle.load(fh)
         shutil.rmtree(pending.folder, ignore_errors=True)
-        entry = self._swap(result, pending.step)
+        if pending.rows is not None:
+            result = to_corpus_rows(result, pending.rows)
+        entry = self._swap(result, pending.step, pending.rows)
         entry.update({
             "asynchronous": True,
             "applied_step": step,
@@ -320,7 +385,10 @@ class Refresher:
     def save(self, folder: str | Path) -> None:
         """Write the refresh history and the negatives in use into a checkpoint folder."""
         folder = Path(folder)
-        write_json(folder / REFRESH_STATE, {"history": self.history, "config": self.config.__dict__})
+        if self.scope_rows is not None:
+            save_npy(folder / SCOPE_STATE, self.scope_rows)
+        write_json(folder / REFRESH_STATE, {"history": self.history, "config": self.config.__dict__,
+                                            "refreshes_started": self.refreshes_started})
         self.pool.save_negatives(folder / NEGATIVES_STATE)
 
     def load(self, folder: str | Path) -> None:
@@ -329,7 +397,11 @@ class Refresher:
         state_path = folder / REFRESH_STATE
         if not state_path.exists():
             raise HardnegError(f"{folder} has no {REFRESH_STATE}: it was not written by a hardneg refresh run.")
-        self.history = json.loads(state_path.read_text(encoding="utf-8"))["history"]
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        self.history = state["history"]
+        self.refreshes_started = state.get("refreshes_started",
+                                           sum(e["kind"] in ("refresh", "refresh-discarded") for e in self.history))
+        self.scope_rows = load_npy(folder / SCOPE_STATE, what="refresh scope")
         self.pool.load_negatives(folder / NEGATIVES_STATE)
 
 
@@ -345,14 +417,16 @@ class _PendingRefresh:
     process: Any
     started: float
     seconds_snapshot: float
+    rows: np.ndarray | None  # the scope's corpus rows; None: the whole corpus
 
 
-def _mine_snapshot(miner, data, dev, result_path: Path, threads: int) -> None:
-    """Worker process: mine (and evaluate) with a weight snapshot; pickle ``(MineResult, dev metrics)``."""
+def _mine_snapshot(miner, data, dev, result_path: Path, threads: int, full: bool) -> None:
+    """Worker process: mine (and evaluate) with a weight snapshot; pickle ``(MineResult, dev metrics)``.
+    Unless ``full``, ``data`` is cut to a refresh scope and its report (of a sub-corpus) is not saved."""
     import torch
 
     torch.set_num_threads(threads)
-    result = miner.mine(data)
+    result = miner.mine(data, save_report=full)
     metrics = dev() if dev is not None else None
     with atomic_path(result_path) as tmp, open(tmp, "wb") as fh:
         pickle.dump((result, metrics), fh)
@@ -366,70 +440,3 @@ def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
         if len(rows) == k:
             out[int(q)] = [passages[d] for d in rows]
     return out
-
-
-def check_miner_follows(miner, model) -> Any:
-    """``miner``'s dense retriever, after checking its encoder wraps ``model`` itself (so a refresh mines with
-    the weights being trained, not a copy)."""
-    dense = find_dense(miner.retriever)
-    wraps = getattr(dense.encoder, "wraps", None)
-    if wraps is None or not wraps(model):
-        raise HardnegError(
-            "The miner's encoder does not wrap the model being trained, so a refresh would mine with the old "
-            "weights. Build it from the model object: SentenceTransformerEncoder(model) (see hardneg.train.trainer)."
-        )
-    return dense
-
-
-def make_refresh_callback(refresher: Refresher | None, pool, every: int | None, *, eval_at_start: bool = True):
-    """A transformers ``TrainerCallback`` that runs ``refresher`` and saves pool state with checkpoints.
-
-    Without a refresher (static negatives) it still saves the negatives in use with
-    each checkpoint, so a resumed run trains on the same ones.
-    """
-    from transformers import TrainerCallback
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    class RefreshCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if refresher is not None and eval_at_start and state.global_step == 0:
-                _in_eval(model, lambda: refresher.evaluate(0, "start"))
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            step = state.global_step
-            if refresher is None or not every:
-                return
-            due = step % every == 0 and step < state.max_steps
-            if refresher.config.asynchronous:
-                refresher.poll(step, wait=due)  # swap in a finished refresh; the next one may not overtake it
-                if due:
-                    refresher.start_async(step)
-            elif due:
-                _in_eval(model, lambda: refresher.refresh(step))
-
-        def on_save(self, args, state, control, **kwargs):
-            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            if refresher is not None:
-                refresher.save(folder)
-            else:
-                pool.save_negatives(folder / NEGATIVES_STATE)
-
-        def on_train_end(self, args, state, control, model=None, **kwargs):
-            if refresher is not None:
-                refresher.cancel(state.global_step)
-            if refresher is not None and refresher.dev is not None:
-                _in_eval(model, lambda: refresher.evaluate(state.global_step, "end"))
-
-    return RefreshCallback()
-
-
-def _in_eval(model, fn):
-    """Run ``fn`` with the model in eval mode (no dropout), then restore training mode."""
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
-    try:
-        return fn()
-    finally:
-        if model is not None and was_training:
-            model.train()

@@ -141,6 +141,18 @@ def _table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return f"<table><tr><th></th>{head}</tr>{body}</table>"
 
 
+def _refresh_table(history: list[dict]) -> str:
+    """One row per refresh: its scope, documents encoded, seconds, staleness and negatives changed."""
+    rows = [e for e in history if e.get("kind") == "refresh"]
+    if not rows:
+        return ""
+    cells = ("step", "scope", "documents_encoded", "seconds_mine", "staleness", "negatives_changed")
+    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cells)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(e.get(c, '')))}</td>" for c in cells) + "</tr>"
+                   for e in rows)
+    return f"<h2>Refresh log</h2><table><tr>{head}</tr>{body}</table>"
+
+
 def write_training_report(output_dir: str | Path, model, pool, *, skipped: dict[int, list[str]] | None = None,
                           padding: dict[int, set[str]] | None = None, scale: float = 20.0) -> Path:
     """Draw the telling queries' neighbourhoods with the trained ``model`` into ``report_map.json``, then
@@ -179,6 +191,7 @@ that sum: hard_r are each query's own mined negatives by rank, padding its rando
 example's texts.</p>
 {_table(share_table(shares))}
 {figures}
+{_refresh_table(summary.get("history") or [])}
 {"<h2>The telling queries</h2>" + map_texts(maps) if maps else ""}
 </body></html>"""
     path = output_dir / PAGE

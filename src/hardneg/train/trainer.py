@@ -22,7 +22,8 @@ from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.gradient import share_log
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
-from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher, make_refresh_callback
+from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher
+from hardneg.train.refresh_callback import make_refresh_callback
 from hardneg.train.topics import BATCHINGS, topic_clusters
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def train(
     callbacks: list | None = None,
     show_progress: bool = True,
     padding: dict[int, set[str]] | None = None,
+    candidates=None,
 ) -> TrainResult:
     """Fine-tune ``model`` on ``pool`` (in-batch + its hard negatives), optionally refreshing them.
 
@@ -158,6 +160,9 @@ def train(
         show_progress: tqdm bars.
         padding: query row -> texts of its negatives that are random padding
             (:func:`hardneg.neighbourhood.padding_texts`), for the gradient-share log.
+        candidates: the candidates ``pool``'s negatives were selected from (``miner.mine(data).candidates``):
+            a pool-scope refresh (``RefreshConfig(scope="pool")``) re-encodes their top documents;
+            without them the first refresh is full.
 
     References:
         Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
@@ -184,7 +189,7 @@ def train(
     if refresh is not None or dev_data is not None:
         if miner is None or data is None:
             raise HardnegError("Refresh and dev evaluation need the miner and the data the negatives came from.")
-        refresher = _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir)
+        refresher = _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir, candidates)
 
     checkpoint = _resume_point(resume_from_checkpoint, output_dir, refresher, pool)
     args = _training_arguments(model, config, output_dir, show_progress)
@@ -302,8 +307,8 @@ def _topics(model, pool: NegativePool, config: TrainConfig, output_dir: Path, *,
     return topics
 
 
-def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Path) -> Refresher:
-    from hardneg.train.refresh import check_miner_follows
+def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Path, candidates) -> Refresher:
+    from hardneg.train.refresh_callback import check_miner_follows
 
     dense = check_miner_follows(miner, model)
     dev = None
@@ -311,7 +316,7 @@ def _make_refresher(model, miner, data, pool, refresh, dev_data, output_dir: Pat
         cap = refresh.dev_max_queries if refresh is not None else 200
         dev = DevEvaluator(dense, dev_data, miner.run_dir, cap)
     return Refresher(miner, data, pool, refresh or RefreshConfig(every=None), dev=dev,
-                     log_path=output_dir / "refresh_log.jsonl")
+                     log_path=output_dir / "refresh_log.jsonl", candidates=candidates)
 
 
 def _jsonable(value):

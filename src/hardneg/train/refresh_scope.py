@@ -1,0 +1,85 @@
+"""Refresh scope: which documents an ANCE refresh re-encodes, and how its results map back.
+
+A full refresh re-encodes the whole corpus. Between two refreshes the model moves a
+little, so the documents that can become a training query's hard negative are, in
+practice, those near the top of its candidate list at the last full mining. A
+``pool``-scope refresh therefore re-encodes only the union of every training query's
+top-``depth`` candidates from the last full mining plus every positive (the
+selection's positive-aware filters compare candidates with the positives' scores),
+searches that sub-corpus with the refreshed model, and maps the candidate rows back
+to corpus rows. A query whose new neighbours lie outside the pool simply gets its
+candidates from the pool. Every ``full_every``-th refresh is full again, and its
+candidates give the next pool.
+
+Everything here is numpy and plain Python; the embedding cache stays correct by
+construction: its key hashes the texts encoded, so a sub-corpus encode never reads
+or writes the full corpus' file (:func:`hardneg.retrieve.dense.embedding_key`).
+
+References:
+    Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
+    Dense Text Retrieval", ICLR 2021 (the refresh whose cost this cuts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from hardneg.candidates import EMPTY
+from hardneg.data import Corpus, RetrievalData
+from hardneg.errors import HardnegError
+
+SCOPES = ("pool", "full")
+
+
+def pool_scope(candidate_rows: np.ndarray, positives: Sequence[np.ndarray], depth: int) -> np.ndarray:
+    """The corpus rows a pool-scope refresh re-encodes.
+
+    Args:
+        candidate_rows: ``int32[n_queries, k]`` corpus rows of each query's candidates
+            from the last full mining, in ranking order (``-1`` = empty slot).
+        positives: per query, its positive corpus rows.
+        depth: how many of each query's top candidates join the pool.
+
+    Returns:
+        ``int64`` sorted unique rows: every query's top ``depth`` candidates and every positive.
+    """
+    if depth < 1:
+        raise HardnegError(f"refresh scope depth must be at least 1, got {depth}.")
+    top = np.asarray(candidate_rows)[:, :depth].ravel()
+    parts = [top[top != EMPTY].astype(np.int64), *(np.asarray(p, np.int64) for p in positives)]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+
+def scoped_data(data: RetrievalData, rows: np.ndarray) -> RetrievalData:
+    """``data`` with its corpus cut to ``rows`` (sorted, unique, every positive among them); the positives
+    point into the cut corpus. Row ``i`` of the result is row ``rows[i]`` of ``data``."""
+    rows = np.asarray(rows, np.int64)
+    corpus = data.corpus
+    new_row = np.full(len(corpus), -1, np.int64)
+    new_row[rows] = np.arange(len(rows))
+    positives = tuple(new_row[np.asarray(p, np.int64)].astype(np.int32) for p in data.positives)
+    if any((p < 0).any() for p in positives):
+        raise HardnegError("refresh scope: a positive is outside the scope's documents; build the rows with "
+                           "pool_scope(), which always includes the positives.")
+    cut = Corpus(ids=[corpus.ids[r] for r in rows], titles=[corpus.titles[r] for r in rows],
+                 texts=[corpus.texts[r] for r in rows])
+    return RetrievalData(cut, data.queries, positives, data.grades, data.origin)
+
+
+def to_corpus_rows(result, rows: np.ndarray):
+    """A :class:`~hardneg.mine.MiningResult` mined on :func:`scoped_data` with its document rows
+    (candidates, negatives, denoised candidates) mapped back to the full corpus' rows."""
+    rows = np.asarray(rows, np.int64)
+
+    def lift(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        return np.where(a != EMPTY, rows[np.maximum(a, 0)], EMPTY).astype(a.dtype)
+
+    candidates = replace(result.candidates, doc_ids=lift(result.candidates.doc_ids))
+    selection = replace(result.selection, negatives=lift(result.selection.negatives),
+                        denoised=lift(result.selection.denoised))
+    return replace(result, candidates=candidates, selection=selection)

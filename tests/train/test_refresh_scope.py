@@ -1,0 +1,211 @@
+"""Pool-scope ANCE refresh: which documents it re-encodes, that it agrees with a full refresh where it must,
+when it falls back to a full one, what it logs, and that it resumes from a checkpoint exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FakeEncoder
+
+from hardneg.data import Corpus, Queries, RetrievalData
+from hardneg.errors import HardnegError
+from hardneg.mine import Miner
+from hardneg.retrieve.dense import DenseRetriever
+from hardneg.select import SelectionConfig
+from hardneg.train.pool import pool_from_selection
+from hardneg.train.refresh import RefreshConfig, Refresher
+from hardneg.train.refresh_scope import pool_scope, scoped_data, to_corpus_rows
+
+
+class DriftingEncoder(FakeEncoder):
+    """A fake whose 'weights' change at every forget_key() (new hash buckets, so new embeddings)."""
+
+    def forget_key(self) -> None:
+        self.salt += "+"
+
+
+class SnapshotEncoder(DriftingEncoder):
+    def snapshot(self, folder):
+        from pathlib import Path
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return SnapshotEncoder(self.dim, self.salt)
+
+
+def test_pool_scope_is_the_union_of_each_querys_top_candidates_and_every_positive():
+    candidates = np.array([[3, 1, -1], [1, 5, 2]], np.int32)
+    positives = (np.array([0], np.int32), np.array([7, 9], np.int32))
+    assert pool_scope(candidates, positives, depth=1).tolist() == [0, 1, 3, 7, 9]
+    assert pool_scope(candidates, positives, depth=2).tolist() == [0, 1, 3, 5, 7, 9]
+    assert pool_scope(candidates, positives, depth=3).tolist() == [0, 1, 2, 3, 5, 7, 9]  # -1 is no document
+    with pytest.raises(HardnegError, match="at least 1"):
+        pool_scope(candidates, positives, depth=0)
+
+
+def _five_docs() -> RetrievalData:
+    corpus = Corpus(ids=["a", "b", "c", "d", "e"], titles=[""] * 5, texts=["ta", "tb", "tc", "td", "te"])
+    queries = Queries(ids=["q0", "q1"], texts=["x", "y"])
+    return RetrievalData(corpus, queries, (np.array([1], np.int32), np.array([2, 4], np.int32)),
+                         (np.array([1], np.int32), np.array([1, 2], np.int32)))
+
+
+def test_scoped_data_cuts_the_corpus_and_points_the_positives_into_it():
+    data = _five_docs()
+    cut = scoped_data(data, np.array([1, 2, 4]))
+    assert cut.corpus.ids == ("b", "c", "e") and cut.corpus.passages == ("tb", "tc", "te")
+    assert [p.tolist() for p in cut.positives] == [[0], [1, 2]]
+    assert [g.tolist() for g in cut.grades] == [[1], [1, 2]] and cut.queries is data.queries
+    with pytest.raises(HardnegError, match="positive is outside"):
+        scoped_data(data, np.array([1, 2]))  # row 4, a positive of q1, is missing
+
+
+def test_to_corpus_rows_maps_candidates_negatives_and_denoised_back_and_keeps_empty_slots(tiny_train):
+    miner = Miner(DenseRetriever(FakeEncoder()), SelectionConfig(num_negatives=2), show_progress=False)
+    rows = pool_scope(miner.candidates(tiny_train)[0].doc_ids, tiny_train.positives, depth=5)
+    cut = miner.mine(scoped_data(tiny_train, rows), save_report=False)
+    lifted = to_corpus_rows(cut, rows)
+    assert lifted.candidates.doc_ids.tolist() == [[int(rows[d]) if d >= 0 else -1 for d in r]
+                                                  for r in cut.candidates.doc_ids.tolist()]
+    assert lifted.selection.negatives.tolist() == [[int(rows[d]) for d in r] for r in cut.selection.negatives.tolist()]
+    # the same documents, by text, in both corpora
+    assert tiny_train.corpus.passages[int(lifted.selection.negatives[0, 0])] == \
+        scoped_data(tiny_train, rows).corpus.passages[int(cut.selection.negatives[0, 0])]
+
+
+def _refresher(tiny_train, tmp_path, name, config, encoder=None, *, depth=None, run_dir=False):
+    encoder = encoder or DriftingEncoder()
+    miner = Miner(DenseRetriever(encoder), SelectionConfig(num_negatives=2), depth=depth, show_progress=False,
+                  run_dir=tmp_path / f"run-{name}" if run_dir else None)
+    first = miner.mine(tiny_train)
+    pool = pool_from_selection(tiny_train, first.selection)
+    return Refresher(miner, tiny_train, pool, config, candidates=first.candidates), encoder
+
+
+def _same_fields(entry):
+    return {k: v for k, v in entry.items() if not k.startswith("seconds") and k not in ("scope", "documents_encoded")}
+
+
+def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_train, tmp_path):
+    n = len(tiny_train.corpus)
+    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", RefreshConfig(every=1, scope="pool", scope_depth=n), depth=n)
+    full_r, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"), depth=n)
+    for step in (1, 2, 3):
+        a, b = pool_r.refresh(step), full_r.refresh(step)
+        assert a["scope"] == "pool" and b["scope"] == "full"
+        assert a["documents_encoded"] == b["documents_encoded"] == n
+        assert _same_fields(a) == _same_fields(b)
+        assert pool_r.pool.negatives == full_r.pool.negatives
+    assert pool_r.pool.version == 3 and full_r.pool.version == 3
+
+
+def test_a_shallow_pool_gives_the_full_refreshs_negatives_wherever_those_lie_in_the_pool(tiny_train, tmp_path):
+    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", RefreshConfig(every=1, scope="pool", scope_depth=5))
+    full_r, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"))
+    rows = pool_r.scope_rows
+    assert 0 < len(rows) < len(tiny_train.corpus)
+    in_pool = {tiny_train.corpus.passages[r] for r in rows}
+    pool_r.refresh(1)
+    full_r.refresh(1)
+    agree = 0
+    for mine, full in zip(pool_r.pool.negatives, full_r.pool.negatives):
+        assert set(mine) <= in_pool  # queries whose neighbours left the pool get candidates from the pool
+        if set(full) <= in_pool:
+            assert mine == full
+            agree += 1
+    assert agree > 0
+
+
+def test_full_every_makes_every_fth_refresh_full_and_that_one_renews_the_pool(tiny_train, tmp_path):
+    refresher, _ = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
+                                                                       full_every=3))
+    scopes, pools = [], [refresher.scope_rows]
+    for step in range(1, 7):
+        entry = refresher.refresh(step)
+        scopes.append(entry["scope"])
+        pools.append(refresher.scope_rows)
+        if entry["scope"] == "full":  # the pool of the next refreshes: this refresh's own top-5 candidates
+            expected = pool_scope(refresher.miner.candidates(tiny_train)[0].doc_ids, tiny_train.positives, 5)
+            assert refresher.scope_rows.tolist() == expected.tolist()
+    assert scopes == ["pool", "pool", "full", "pool", "pool", "full"]
+    assert pools[0] is pools[1] is pools[2] and pools[3] is pools[4] is pools[5]  # only full refreshes renew it
+    assert pools[3].tolist() != pools[0].tolist()  # the drifted model's neighbourhoods differ
+
+
+def test_without_a_known_pool_the_first_refresh_is_full(tiny_train):
+    miner = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=2), show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, scope="pool", full_every=None))
+    assert [refresher.refresh(s)["scope"] for s in (1, 2, 3)] == ["full", "pool", "pool"]
+
+
+def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_path):
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope_depth=5, full_every=2))
+    n_queries, first_pool = len(tiny_train.queries), refresher.scope_rows
+    for step in (1, 2):
+        before = encoder.texts_encoded
+        entry = refresher.refresh(step)
+        assert entry["documents_encoded"] == encoder.texts_encoded - before - n_queries
+    assert [e["scope"] for e in refresher.history] == ["pool", "full"]
+    assert refresher.history[0]["documents_encoded"] == len(first_pool) < len(tiny_train.corpus)
+    assert refresher.history[1]["documents_encoded"] == len(tiny_train.corpus)
+
+
+def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cache(tiny_train, tmp_path):
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope_depth=5), run_dir=True)
+    entry = refresher.refresh(1)
+    assert entry["scope"] == "pool"
+    dense, run_dir = refresher.dense, refresher.miner.run_dir
+    assert dense.cached_embeddings(tiny_train, run_dir) is None  # no full-corpus file for these weights
+    before = encoder.texts_encoded
+    dense.embed(tiny_train, run_dir=run_dir, show_progress=False)  # same weights, whole corpus
+    assert encoder.texts_encoded - before == len(tiny_train.corpus)  # all encoded (the queries were cached)
+    before = encoder.texts_encoded
+    refresher.miner.mine(scoped_data(tiny_train, refresher.scope_rows), save_report=False)
+    assert encoder.texts_encoded == before  # the pool's own file is found again under its own key
+
+
+def test_resume_from_a_checkpoint_continues_exactly_as_the_uninterrupted_run(tiny_train, tmp_path):
+    config = RefreshConfig(every=1, scope="pool", scope_depth=5, full_every=3)
+    whole, encoder = _refresher(tiny_train, tmp_path, "a", config)
+    for step in (1, 2, 3, 4):
+        whole.refresh(step)
+        if step == 4:
+            whole.save(tmp_path / "ckpt")
+            salt, pool_at_4 = encoder.salt, whole.scope_rows.copy()
+    for step in (5, 6, 7):
+        whole.refresh(step)
+    resumed, _ = _refresher(tiny_train, tmp_path, "b", config, DriftingEncoder(salt=salt))
+    resumed.load(tmp_path / "ckpt")
+    assert resumed.refreshes_started == 4 and resumed.scope_rows.tolist() == pool_at_4.tolist()
+    for step in (5, 6, 7):
+        resumed.refresh(step)
+    assert resumed.pool.negatives == whole.pool.negatives
+    assert [_same_fields(e) for e in resumed.history] == [_same_fields(e) for e in whole.history]
+    assert [e["scope"] for e in resumed.history] == ["pool", "pool", "full", "pool", "pool", "full", "pool"]
+
+
+def test_scope_settings_are_checked(tiny_train):
+    with pytest.raises(HardnegError, match="scope must be one of"):
+        RefreshConfig(scope="half")
+    with pytest.raises(HardnegError, match="full_every"):
+        RefreshConfig(full_every=0)
+    miner = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=1), depth=30, show_progress=False)
+    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    with pytest.raises(HardnegError, match="exceeds the miner's depth 30"):
+        Refresher(miner, tiny_train, pool, RefreshConfig(scope_depth=31))
+
+
+def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot(tiny_train, tmp_path):
+    config = RefreshConfig(every=1, asynchronous=True, scope="pool", scope_depth=5)
+    refresher, encoder = _refresher(tiny_train, tmp_path, "a", config, SnapshotEncoder())
+    refresher.snapshot_dir = tmp_path / "snaps"
+    sync, _ = _refresher(tiny_train, tmp_path, "s", RefreshConfig(every=1, scope="pool", scope_depth=5),
+                         DriftingEncoder())
+    encoder.forget_key()  # the weights the snapshot is taken from (a sync refresh forgets once too)
+    refresher.start_async(step=2)
+    encoder.forget_key()  # training moves on while the worker mines
+    entry = refresher.poll(step=3, wait=True)
+    expected = sync.refresh(2)  # same weights as the snapshot: one forget_key from the start
+    assert entry["scope"] == "pool" and entry["documents_encoded"] == expected["documents_encoded"]
+    assert entry["documents_encoded"] < len(tiny_train.corpus) and "dev_ndcg@10" not in entry
+    assert refresher.pool.negatives == sync.pool.negatives
