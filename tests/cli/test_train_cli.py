@@ -28,7 +28,7 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     """No mining flag: the default recipe (dense with the model itself, TopK-PercPos 0.05, 3 negatives) is what ran."""
     out = tmp_path / "out"
     rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--max-steps", "2", "--refresh-every", "1",
-               "--dev-max-queries", "5", "--output", str(out), *FAST])
+               "--refresh-scope", "pool", "--dev-max-queries", "5", "--output", str(out), *FAST])
     assert rc == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["num_negatives"] == 3
@@ -38,6 +38,9 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     assert mined["selection"]["num_negatives"] == 3 and mined["selection"]["sampling"] == "top"
     assert [e["kind"] for e in summary["history"]] == ["start", "refresh", "end"]
     assert summary["history"][1]["step"] == 1 and "staleness" in summary["history"][1]
+    # pool scope: the first mining's top candidates and the positives, not the whole corpus
+    refresh = summary["history"][1]
+    assert refresh["scope"] == "pool" and 0 < refresh["documents_encoded"] < 210  # the tiny corpus has 210
     assert (out / "final" / "config.json").exists()
     printed = capsys.readouterr().out
     assert "trained 2 steps" in printed and "refresh" in printed
@@ -51,6 +54,8 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     for title in ("Dev metrics", "Refreshes", "Gradient shares over training", "Neighbourhoods of telling queries"):
         assert f"<h2>{title}</h2>" in page
     assert "report.html" in printed and "gradient  start (step 1): hard" in printed
+    assert f"pool scope, {refresh['documents_encoded']} documents encoded" in printed
+    assert "<h2>Refresh log</h2>" in page
 
 
 @pytest.mark.slow
@@ -172,3 +177,25 @@ def test_train_mines_what_the_flags_say(flags, retriever, selection, tmp_path, t
         assert dense.encoder.model is model
     for field, value in selection.items():
         assert getattr(miner.selection, field) == value, field
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "value"),
+    [([], "scope", "full"),
+     (["--refresh-scope", "full"], "scope", "full"),
+     (["--refresh-scope", "pool"], "scope", "pool"),
+     (["--refresh-scope-depth", "7"], "scope_depth", 7),
+     (["--refresh-full-every", "2"], "full_every", 2),
+     (["--refresh-full-every", "0"], "full_every", None)],
+)
+def test_refresh_scope_flags_reach_the_refresh_config(flags, field, value, tmp_path, tiny_dir):
+    from hardneg.cli import build_parser
+    from hardneg.cli.train import _refresh_config
+    from hardneg.train.refresh import RefreshConfig
+
+    args = build_parser().parse_args(["train", str(tiny_dir), "--model", "m", "--output", str(tmp_path / "o"),
+                                      "--refresh-every", "5", *flags])
+    config = _refresh_config(args, None)
+    assert config.every == 5 and getattr(config, field) == value
+    assert [getattr(config, f) for f in ("scope", "scope_depth", "full_every") if f != field] == \
+        [getattr(RefreshConfig(), f) for f in ("scope", "scope_depth", "full_every") if f != field]

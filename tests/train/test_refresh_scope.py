@@ -139,7 +139,8 @@ def test_without_a_known_pool_the_first_refresh_is_full(tiny_train):
 
 
 def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_path):
-    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope_depth=5, full_every=2))
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
+                                                                                  full_every=2))
     n_queries, first_pool = len(tiny_train.queries), refresher.scope_rows
     for step in (1, 2):
         before = encoder.texts_encoded
@@ -151,7 +152,8 @@ def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_p
 
 
 def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cache(tiny_train, tmp_path):
-    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope_depth=5), run_dir=True)
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5),
+                                    run_dir=True)
     entry = refresher.refresh(1)
     assert entry["scope"] == "pool"
     dense, run_dir = refresher.dense, refresher.miner.run_dir
@@ -192,7 +194,7 @@ def test_scope_settings_are_checked(tiny_train):
     miner = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=1), depth=30, show_progress=False)
     pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
     with pytest.raises(HardnegError, match="exceeds the miner's depth 30"):
-        Refresher(miner, tiny_train, pool, RefreshConfig(scope_depth=31))
+        Refresher(miner, tiny_train, pool, RefreshConfig(scope="pool", scope_depth=31))
 
 
 def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot(tiny_train, tmp_path):

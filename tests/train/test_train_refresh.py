@@ -115,15 +115,19 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     initial = [list(n) for n in pool.negatives]
     steps = Steps()
     result = train(model, pool, tmp_path / "out", config, miner=miner, data=tiny_train,
-                   refresh=RefreshConfig(every=2, dev_max_queries=10), dev_data=tiny_dev, callbacks=[steps],
-                   show_progress=False)
+                   refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool"), dev_data=tiny_dev,
+                   callbacks=[steps], show_progress=False)
     assert steps.steps == [1, 2, 3, 4, 5, 6] and result.steps == 6
     refreshes = [e for e in result.history if e["kind"] == "refresh"]
     assert [e["step"] for e in refreshes] == [2, 4]  # none at the last step
     assert pool.version == 2 and pool.negatives != initial
     assert any(e["negatives_changed"] > 0 for e in refreshes)
     for e in refreshes:
-        assert 0 <= e["staleness"] <= 1 and 0 <= e["dev_ndcg@10"] <= 1 and e["seconds"] > 0
+        assert 0 <= e["staleness"] <= 1 and e["seconds"] > 0
+    # no candidates given: the first refresh is full (and evaluates on dev), the next re-encodes its pool only
+    assert [e["scope"] for e in refreshes] == ["full", "pool"]
+    assert 0 <= refreshes[0]["dev_ndcg@10"] <= 1 and "dev_ndcg@10" not in refreshes[1]
+    assert refreshes[0]["documents_encoded"] == len(tiny_train.corpus) > refreshes[1]["documents_encoded"]
     assert [e["kind"] for e in result.history] == ["start", "refresh", "refresh", "end"]
     assert (result.model_path / "config.json").exists()
     ckpt = tmp_path / "out" / "checkpoint-4"
@@ -134,7 +138,8 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     model2, miner2, pool2 = setup()
     steps2 = Steps()
     resumed = train(model2, pool2, tmp_path / "out", config, miner=miner2, data=tiny_train,
-                    refresh=RefreshConfig(every=2, dev_max_queries=10), dev_data=tiny_dev, callbacks=[steps2],
+                    refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool"), dev_data=tiny_dev,
+                    callbacks=[steps2],
                     resume_from_checkpoint=ckpt, show_progress=False)
     assert steps2.steps == [5, 6] and resumed.steps == 6
     assert pool2.version == 2 and pool2.negatives == saved["negatives"]

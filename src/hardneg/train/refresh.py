@@ -87,8 +87,8 @@ class RefreshConfig:
     dev_max_queries: int | None = 200
     asynchronous: bool = False
     worker_threads: int = 1
-    scope: str = "pool"
-    scope_depth: int = 20
+    scope: str = "full"
+    scope_depth: int = 10
     full_every: int | None = 4
 
     def __post_init__(self) -> None:
