@@ -7,8 +7,8 @@ training queries, 64 tokens, hardneg's default selection (dense TopK-PercPos 0.0
 1. mines the training queries on the whole corpus with the untrained model (the
    "last full mining"; timed) and prints, per pool depth D, how many documents the
    pool would hold and what share of this mining's negatives lie inside it;
-2. trains with the bench's usual budget (batch 32, learning rate 5e-5, one epoch's
-   schedule) up to a checkpoint step (default: the first refresh of a 3-refresh run);
+2. trains with the bench's usual budget (batch 32, learning rate 5e-5, --epochs
+   passes) up to a checkpoint step (default: the last refresh of a 3-refresh run);
 3. refreshes twice from those same weights, side by side: pool scope at depth D
    (re-encodes the pool only) and full scope (re-encodes the whole corpus), both
    through :class:`hardneg.train.refresh.Refresher`, each on its own copy of the
@@ -50,17 +50,31 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def overlap(a: list[list[str]], b: list[list[str]]) -> float:
-    """Mean over examples of the share of ``b``'s negatives that ``a`` also has."""
-    return sum(len(set(x) & set(y)) / len(y) for x, y in zip(a, b)) / len(a)
+def padding_mask(selection):
+    """True where a selection's negative is random padding (the last source bit), not a mined candidate."""
+    return (selection.sources & (1 << (len(selection.source_names) - 1))) != 0
 
 
-def inside(selection_negatives, rows) -> float:
-    """Share of a selection's negatives (corpus rows, -1 = none) inside ``rows``."""
+def by_query(selection, mined_only: bool) -> dict[int, set[int]]:
+    """Query row -> the corpus rows of its negatives (only the mined ones with ``mined_only``)."""
+    keep = (selection.negatives >= 0) & (~padding_mask(selection) if mined_only else True)
+    return {int(q): set(selection.negatives[i][keep[i]].tolist()) for i, q in enumerate(selection.query_rows)}
+
+
+def overlap(pool_selection, full_selection, mined_only: bool) -> float:
+    """Mean over queries of the share of the full refresh's negatives (only its mined ones with ``mined_only``)
+    that the pool-scope refresh also selected."""
+    pool, full = by_query(pool_selection, False), by_query(full_selection, mined_only)
+    shares = [len(pool.get(q, set()) & rows) / len(rows) for q, rows in full.items() if rows]
+    return sum(shares) / len(shares)
+
+
+def inside(selection, rows, mined_only: bool) -> float:
+    """Share of a selection's negatives (only the mined ones with ``mined_only``) inside ``rows``."""
     import numpy as np
 
-    neg = selection_negatives[selection_negatives >= 0]
-    return float(np.isin(neg, rows).mean())
+    keep = (selection.negatives >= 0) & (~padding_mask(selection) if mined_only else True)
+    return float(np.isin(selection.negatives[keep], rows).mean())
 
 
 def main(argv=None) -> int:
@@ -70,11 +84,12 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training queries (the schedule's length)")
     p.add_argument("--refreshes", type=int, default=3, help="refreshes of the schedule the checkpoint is taken from")
-    p.add_argument("--checkpoint", type=int, help="step of the comparison (default: the schedule's first refresh)")
-    p.add_argument("--scope-depth", type=int, help="pool depth D of the pool-scope refresh (default: the deepest of "
-                   f"{DEPTHS} whose pool holds at most --max-pool-share of the corpus, chosen after the first mining)")
-    p.add_argument("--max-pool-share", type=float, default=0.2)
+    p.add_argument("--checkpoint", type=int, help="step of the comparison (default: the schedule's last refresh, "
+                   "the one furthest from the full mining its pool came from when --refreshes < full_every)")
+    p.add_argument("--scope-depths", type=int, nargs="+", default=[5, 10],
+                   help="pool depths D of the pool-scope refreshes, each run side by side with the full one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -100,7 +115,7 @@ def main(argv=None) -> int:
 
     train_data, _, _ = load_splits(args.data, args.queries)
     out = {"data": str(args.data), "documents": len(train_data.corpus), "queries": len(train_data.queries),
-           "max_length": args.max_length, "threads": args.threads, "scope_depth": args.scope_depth, "load": {}}
+           "max_length": args.max_length, "threads": args.threads, "scope_depths": args.scope_depths, "load": {}}
     model = fresh_model(args.max_length)
     encoder = SentenceTransformerEncoder(model, max_length=args.max_length, precision="auto", batch_size=64)
     selection = SelectionConfig(num_negatives=DEFAULT_RECIPE.num_negatives, relative_margin=DEFAULT_RECIPE.relative_margin,
@@ -114,19 +129,16 @@ def main(argv=None) -> int:
     out["load"]["after_first_mining"] = uptime()
     logger.info("first full mining: %.0f s", out["seconds_first_full_mining"])
     pools = {d: pool_scope(first.candidates.doc_ids, train_data.positives, d) for d in DEPTHS}
+    out["first_padding_share"] = round(float(padding_mask(first.selection).mean()), 4)
     out["pool_by_depth"] = {d: {"documents": len(r), "share_of_corpus": round(len(r) / len(train_data.corpus), 4),
-                                "first_negatives_inside": round(inside(first.selection.negatives, r), 4)}
+                                "first_negatives_inside": round(inside(first.selection, r, False), 4),
+                                "first_mined_negatives_inside": round(inside(first.selection, r, True), 4)}
                             for d, r in pools.items()}
     logger.info("pool by depth: %s", json.dumps(out["pool_by_depth"]))
-    if args.scope_depth is None:
-        fits = [d for d in DEPTHS if len(pools[d]) <= args.max_pool_share * len(train_data.corpus)]
-        args.scope_depth = max(fits) if fits else DEPTHS[0]
-        out["scope_depth"] = args.scope_depth
-        logger.info("scope depth %d chosen", args.scope_depth)
 
     pool = pool_from_selection(train_data, first.selection)
-    steps = max(1, len(pool) // args.batch_size)
-    checkpoint = args.checkpoint or max(1, math.ceil(steps / (args.refreshes + 1)))
+    steps = max(1, len(pool) // args.batch_size) * args.epochs
+    checkpoint = args.checkpoint or args.refreshes * max(1, math.ceil(steps / (args.refreshes + 1)))
     out.update({"steps_schedule": steps, "checkpoint": checkpoint})
 
     class StopAt(TrainerCallback):
@@ -143,26 +155,31 @@ def main(argv=None) -> int:
     out["seconds_training"] = round(time.perf_counter() - t0, 1)
     model.eval()
 
-    entries = {}
-    negatives = {}
-    for scope in ("pool", "full"):  # same weights, one after the other
+    entries, selections = {}, {}
+    runs = [(f"pool-D{d}", "pool", d) for d in args.scope_depths] + [("full", "full", 1)]
+    for name, scope, depth in runs:  # same weights, one after the other
         copy = pool_from_selection(train_data, first.selection)
         refresher = Refresher(miner, train_data, copy, RefreshConfig(every=checkpoint, scope=scope,
-                                                                     scope_depth=args.scope_depth, full_every=None),
+                                                                     scope_depth=depth, full_every=None),
                               candidates=first.candidates)
-        out["load"][f"before_{scope}"] = uptime()
+        out["load"][f"before_{name}"] = uptime()
         with torch.inference_mode():
-            entries[scope] = refresher.refresh(checkpoint)
-        out["load"][f"after_{scope}"] = uptime()
-        negatives[scope] = (copy.negatives, refresher.last_selection)
-        logger.info("%s refresh: %s", scope, entries[scope])
-    full_selection = negatives["full"][1]
+            entries[name] = refresher.refresh(checkpoint)
+        out["load"][f"after_{name}"] = uptime()
+        selections[name] = refresher.last_selection
+        logger.info("%s refresh: %s", name, entries[name])
+    full = selections["full"]
     out["refresh"] = entries
-    out["overlap_pool_with_full"] = round(overlap(negatives["pool"][0], negatives["full"][0]), 4)
-    out["seconds_ratio"] = round(entries["pool"]["seconds_mine"] / entries["full"]["seconds_mine"], 4)
-    # what share of the full refresh's negatives any pool depth could have held (an upper bound of the overlap)
-    out["full_negatives_inside_pool_by_depth"] = {d: round(inside(full_selection.negatives, r), 4)
-                                                  for d, r in pools.items()}
+    out["full_padding_share"] = round(float(padding_mask(full).mean()), 4)
+    out["pool_vs_full"] = {
+        name: {"seconds_ratio": round(entries[name]["seconds_mine"] / entries["full"]["seconds_mine"], 4),
+               "documents_ratio": round(entries[name]["documents_encoded"] / entries["full"]["documents_encoded"], 4),
+               "overlap_all_negatives": round(overlap(selections[name], full, False), 4),
+               "overlap_mined_negatives": round(overlap(selections[name], full, True), 4)}
+        for name, _, _ in runs[:-1]}
+    # what share of the full refresh's negatives each pool depth could have held (an upper bound of the overlap)
+    out["full_negatives_inside_pool_by_depth"] = {
+        d: {"all": round(inside(full, r, False), 4), "mined": round(inside(full, r, True), 4)} for d, r in pools.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ance_scope.json").write_text(json.dumps(out, indent=2, sort_keys=True))
     print(json.dumps(out, indent=2, sort_keys=True))
