@@ -33,6 +33,10 @@ examples:
   # the same, re-mining with the model being trained every 200 steps (ANCE)
   hardneg train data/sample --model ./minilm --refresh-every 200 --save-steps 200 --output runs/ance
 
+  # ANCE re-encoding only each query's top 10 candidates of the last full mining (plus the positives);
+  # the whole corpus every 4th refresh
+  hardneg train data/sample --model ./minilm --refresh-every 200 --refresh-scope pool --output runs/ance-pool
+
   # other mining flags override the defaults: BM25, one negative, no margin
   hardneg train data/sample --model ./minilm --retriever bm25 --num-negatives 1 --relative-margin none \\
       --output runs/bm25
