@@ -19,8 +19,9 @@ No cache is shared between the two refreshes (no run directory): each encodes it
 queries and documents itself. ``uptime`` is recorded before and after each timed
 part: on a shared machine the ratio is fair only within one run.
 
-    .venv/bin/python bench/ance_scope.py                         # ~1.5 h on 2 shared CPU cores
-    .venv/bin/python bench/ance_scope.py --data ../shared/data/debian-desc/small --checkpoint 8
+    .venv/bin/python bench/ance_scope.py      # debian-desc full: > 2.5 h on 2 CPU cores at load ~10
+    # what bench/RESULTS.md reports (46 min at load ~11): small, queries scaled to full's queries per document
+    .venv/bin/python bench/ance_scope.py --data ../shared/data/debian-desc/small --queries 433 --epochs 4
 """
 
 from __future__ import annotations
