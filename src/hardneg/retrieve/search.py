@@ -96,6 +96,10 @@ def build_index(doc_embeddings: np.ndarray, config: IndexConfig):
         index.hnsw.efSearch = config.ef_search
     else:
         index = ivf_index(faiss, doc_embeddings, config)
+    in_memory = type(doc_embeddings) is np.ndarray and doc_embeddings.dtype == np.float32
+    if in_memory and doc_embeddings.flags.c_contiguous:  # one add: FAISS sizes its storage once
+        index.add(doc_embeddings)
+        return index
     for start in range(0, n, _ADD_ROWS):
         index.add(np.ascontiguousarray(doc_embeddings[start : start + _ADD_ROWS], dtype=np.float32))
     return index
