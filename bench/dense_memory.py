@@ -83,13 +83,13 @@ def run_stage(args) -> dict:
     ids_file, scores_file = work / "ids.npy", work / "scores.npy"
     m, sample = default_pq_m(d), min(n, max(39 * args.nlist, 50_000))
     if args.stage == "encode":
-        predicted = n * d * 2 + 2 * plan.encode_shard * d * 4
+        predicted = n * d * 2 + 2 * min(plan.encode_shard, n) * d * 4
         job = lambda: encoded(texts, "doc", "documents")  # noqa: E731
     else:
         docs = encoded(texts, "doc", "documents")  # memory-mapped from the run directory
         queries = encoded(query_texts, "query", "queries")
     if args.stage == "search-exact":
-        predicted = min(plan.doc_shard, n) * d * 10 + plan.query_block * 16 * k * d + q * k * 40
+        predicted = min(plan.doc_shard, n) * d * 8 + n * d * 2 + plan.query_block * 16 * k * d + q * k * 40
 
         def job():
             ids, scores = search_sharded(docs, queries, k, shard_size=plan.doc_shard, block_size=plan.query_block,
@@ -97,7 +97,7 @@ def run_stage(args) -> dict:
             np.save(ids_file, ids)
             np.save(scores_file, scores)
     elif args.stage == "index-ivf-pq":
-        predicted = sample * d * 4 + n * (m + 8) + 65536 * d * 4 + n * d * 2
+        predicted = sample * d * 4 + n * (m + 8) + min(65536, n) * d * 4 + n * d * 2
         job = lambda: build_index(docs, IndexConfig(kind="ivf-pq", nlist=args.nlist))  # noqa: E731
     elif args.stage == "search-ivf-pq":
         index = build_index(docs, IndexConfig(kind="ivf-pq", nlist=args.nlist))
@@ -106,11 +106,11 @@ def run_stage(args) -> dict:
     elif args.stage in ("select", "export"):
         corpus = Corpus(ids=[f"d{i}" for i in range(n)], titles=[""] * n, texts=texts)
         data = RetrievalData(corpus, Queries(ids=[f"q{i}" for i in range(q)], texts=query_texts),
-                             [np.array([i], np.int32) for i in range(q)], [np.array([1], np.int32)] * q)
+                             [np.array([i % n], np.int32) for i in range(q)], [np.array([1], np.int32)] * q)
         cands = Candidates.from_single("dense", data.queries.ids, np.load(ids_file), np.load(scores_file),
                                        np.full((q, 1), 0.5, np.float32))
         keys = text_keys(corpus.passages)
-        predicted = q * k * 60
+        predicted = q * k * 18
         job = lambda: select_negatives(cands, data.positives, keys, SelectionConfig(num_negatives=3))  # noqa: E731
         if args.stage == "export":
             selection = job()
