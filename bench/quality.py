@@ -9,8 +9,8 @@ training queries, with the same seed and budget:
     sentence-transformers' documented hard-negative recipe, end to end with its own
     tools (``mine_hard_negatives`` → n-tuples → its trainer; the peer a user would
     otherwise pick) |
-    hardneg's default (exactly what ``hardneg train DATA --model M`` mines and its
-    learning rate: hardneg.train.recipe.DEFAULT_RECIPE) |
+    hardneg's default (exactly what ``hardneg train DATA --model M`` mines, its
+    learning rate and its loss: hardneg.train.recipe.DEFAULT_RECIPE) |
     in-batch only | + static BM25 negative |
     + static dense negative | + dense TopK-PercPos (relative margin 0.05) |
     + TopK-PercPos with ANCE refresh |
@@ -182,7 +182,6 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     from hardneg.retrieve.encoder import SentenceTransformerEncoder
     from hardneg.retrieve.hybrid import HybridRetriever
     from hardneg.select import SelectionConfig
-    from hardneg.train.losses import LossConfig
     from hardneg.train.pool import pool_from_selection, pool_in_batch_only
     from hardneg.train.recipe import DEFAULT_RECIPE
     from hardneg.train.refresh import RefreshConfig
@@ -255,8 +254,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
     refresh = RefreshConfig(every=every if name == "ance" else None, dev_max_queries=args.dev_queries)
-    loss = LossConfig("listwise-distill" if name == "teacher-distill" else args.loss, scale=args.scale,
-                      gist_temperature=args.gist_temperature)
+    loss = setting_loss(name, args)
     learning_rate = DEFAULT_RECIPE.learning_rate if name == "default" else args.lr
     config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=learning_rate, epochs=args.epochs,
                          max_length=args.max_length, precision="auto", seed=seed, batching=args.batching,
@@ -276,14 +274,28 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
             "refresh_every": every if name == "ance" else None, "seconds": time.perf_counter() - t0}
 
 
+def setting_loss(name: str, args):
+    """The loss a setting trains with: ``default`` takes the CLI's (the recipe's loss with LossConfig's defaults,
+    whatever --loss/--scale say); the others take the flags."""
+    from hardneg.train.losses import LossConfig
+    from hardneg.train.recipe import DEFAULT_RECIPE
+
+    if name == "default":
+        return LossConfig(DEFAULT_RECIPE.loss)
+    return LossConfig("listwise-distill" if name == "teacher-distill" else args.loss, scale=args.scale,
+                      gist_temperature=args.gist_temperature)
+
+
 def setting_overrides(name: str) -> dict:
     """Budget fields a setting fixes itself, whatever the flags say (recorded in its result file)."""
+    from hardneg.train.losses import LossConfig
     from hardneg.train.recipe import DEFAULT_RECIPE
 
     if name == "default":
         return {"retriever": DEFAULT_RECIPE.retriever, "num_negatives": DEFAULT_RECIPE.num_negatives,
                 "margin": DEFAULT_RECIPE.relative_margin, "if_short": DEFAULT_RECIPE.if_short,
-                "lr": DEFAULT_RECIPE.learning_rate, "sampling": "top", "range": [0, None]}
+                "lr": DEFAULT_RECIPE.learning_rate, "loss": DEFAULT_RECIPE.loss, "scale": LossConfig().scale,
+                "sampling": "top", "range": [0, None]}
     if name == "st-recipe":
         return {"st_recipe": ST_RECIPE, "num_negatives": ST_RECIPE["num_negatives"], "retriever": "dense",
                 "sampling": ST_RECIPE["sampling_strategy"], "margin": ST_RECIPE["relative_margin"],
@@ -370,8 +382,9 @@ def main(argv=None) -> int:
                    help="GIST softmax temperature (default 0.01; 0.05 matches MNRL's scale 20)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the training queries (default 1)")
     p.add_argument("--loss", choices=("mnrl", "gist", "cached-gist"), default="mnrl",
-                   help="mnrl (default); gist / cached-gist: candidates the model itself scores above the "
-                   "positive are masked (GISTEmbed, self-guided; gist takes one hard negative at most)")
+                   help="loss of every setting but default (which takes the CLI's): mnrl (default); gist / "
+                   "cached-gist: candidates the model itself scores above the positive are masked (GISTEmbed, "
+                   "self-guided; gist takes one hard negative at most)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--refreshes", type=int, default=1, help="ANCE refreshes per run (default 1, at mid-run)")
     p.add_argument("--refresh-every", type=int, help="steps between refreshes (overrides --refreshes)")

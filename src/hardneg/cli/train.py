@@ -89,10 +89,10 @@ def register(sub) -> None:
 def _add_training_args(p: argparse.ArgumentParser, losses, batchings, recipe) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--output", "-o", required=True, help="output folder: checkpoints, logs, final model (OUTPUT/final)")
-    t.add_argument("--loss", choices=losses, default="cached-mnrl",
+    t.add_argument("--loss", choices=losses, default=recipe.loss,
                    help="training loss; cached-mnrl is mnrl's loss and gradient computed --mini-batch-size texts at "
                    "a time, so memory does not grow with --train-batch-size; mnrl, gist, margin-mse and "
-                   "listwise-distill hold the whole batch's activations (default: cached-mnrl)")
+                   f"listwise-distill hold the whole batch's activations (default: {recipe.loss})")
     t.add_argument("--guide", help="GIST guide model (default: the model being trained)")
     t.add_argument("--distill-weight", type=float, default=1.0,
                    help="listwise-distill: weight of the KL term against the in-batch term (default: 1)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardneg.errors import HardnegError
+from hardneg.train.recipe import DEFAULT_RECIPE
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class LossConfig:
             before the softmax (higher: softer targets).
     """
 
-    name: str = "cached-mnrl"
+    name: str = DEFAULT_RECIPE.loss
     scale: float = 20.0
     mini_batch_size: int = 32
     guide: str | None = None
