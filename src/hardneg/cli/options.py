@@ -87,13 +87,18 @@ def budget_bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_pairs_file_args(g) -> None:
+    """How a pairs file is read (its columns, its corpus): every command that loads data takes these."""
+    g.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
+    g.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
+    g.add_argument("--corpus", help="corpus for a pairs file (corpus.jsonl or one passage per line); default: the positives")
+
+
 def add_data_args(p: argparse.ArgumentParser, default_split: str = "train") -> None:
     g = p.add_argument_group("data")
     g.add_argument("data", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a pairs file (.jsonl/.csv/.parquet)")
     g.add_argument("--split", help=f"qrels split of a BEIR folder (default: {default_split}); not for pairs files")
-    g.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
-    g.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
-    g.add_argument("--corpus", help="corpus for a pairs file (corpus.jsonl or one passage per line); default: the positives")
+    add_pairs_file_args(g)
     g.add_argument("--max-queries", type=int, help="use only the first N queries (quick trials)")
     p.set_defaults(default_split=default_split)
 

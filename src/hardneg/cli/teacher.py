@@ -13,6 +13,7 @@ from hardneg.choices import PRECISIONS, RETRIEVERS
 from hardneg.cli.checks import check_output
 from hardneg.cli.options import (
     add_executor_args,
+    add_pairs_file_args,
     add_teacher_args,
     data_split,
     make_executor,
@@ -59,9 +60,7 @@ def _add_train_reranker(sub) -> None:
     g.add_argument("--split", help="training qrels split of a BEIR folder (default: train)")
     g.add_argument("--dev-split", help="split to evaluate reranking on, or 'none' (default: dev where the data has "
                    "it, else skipped)")
-    g.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
-    g.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
-    g.add_argument("--corpus", help="corpus for a pairs file")
+    add_pairs_file_args(g)
     g.add_argument("--max-queries", type=int, help="train on a seeded random sample of N queries")
     m = tr.add_argument_group("model and training")
     m.add_argument("--base", required=True, help="model to start from (a bi-encoder gets a fresh scoring head)")
@@ -113,9 +112,7 @@ def _add_rescore(sub) -> None:
     rs.add_argument("run_dir", help="a run directory written by `hardneg mine`")
     rs.add_argument("--data", help="the data the candidates were mined from (default: the path recorded in the run)")
     rs.add_argument("--split", help="qrels split of --data (default: the recorded one, else train)")
-    rs.add_argument("--corpus", help="corpus of a pairs file")
-    rs.add_argument("--query-column", default="query", help="query column of a pairs file (default: query)")
-    rs.add_argument("--positive-column", default="positive", help="positive column of a pairs file (default: positive)")
+    add_pairs_file_args(rs)
     rs.add_argument("--shard-size", type=int, default=4096, help="pairs per saved shard (resume granularity; default: 4096)")
     add_teacher_args(rs)
     add_executor_args(rs)
