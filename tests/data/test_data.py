@@ -326,22 +326,14 @@ def test_text_of_wrong_type(tmp_path: Path) -> None:
     assert "queries.jsonl:1" in msg and "'q1'" in msg and "must be a string" in msg
 
 
-def test_duplicate_document_id_names_both_lines(tmp_path: Path) -> None:
-    folder = make_beir(
-        tmp_path,
-        corpus=[{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}, {"_id": "a", "text": "z"}],
-    )
+@pytest.mark.parametrize(
+    ("file", "ids", "first_line"),
+    [("corpus", ["a", "b", "a"], 1), ("queries", ["q1", "q2", "q2"], 2)],
+)
+def test_duplicate_id_names_both_lines(tmp_path: Path, file: str, ids: list[str], first_line: int) -> None:
+    folder = make_beir(tmp_path, **{file: [{"_id": i, "text": t} for i, t in zip(ids, "xyz")]})
     msg = _error(load_beir, folder)
-    assert "corpus.jsonl:3" in msg and "'a'" in msg and "line 1" in msg
-
-
-def test_duplicate_query_id_names_both_lines(tmp_path: Path) -> None:
-    folder = make_beir(
-        tmp_path,
-        queries=[{"_id": "q1", "text": "x"}, {"_id": "q2", "text": "y"}, {"_id": "q2", "text": "z"}],
-    )
-    msg = _error(load_beir, folder)
-    assert "queries.jsonl:3" in msg and "'q2'" in msg and "line 2" in msg
+    assert f"{file}.jsonl:3" in msg and f"'{ids[2]}'" in msg and f"line {first_line}" in msg
 
 
 def test_qrels_unknown_query(tmp_path: Path) -> None:

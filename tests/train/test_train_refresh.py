@@ -32,15 +32,22 @@ def tiny_dev():
     return load_beir(TINY, "dev")
 
 
-def test_refresh_swaps_negatives_and_logs_staleness_and_dev_metrics(tmp_path, tiny_train, tiny_dev):
-    encoder = DriftingEncoder()
+def mined_refresher(encoder, config, tmp_path, train, dev_data):
+    """Two dense negatives per query mined with ``encoder``; the pool, its negatives as mined, and a refresher
+    (dev nDCG on 10 queries, log in ``tmp_path/log.jsonl``)."""
     dense = DenseRetriever(encoder)
     miner = Miner(dense, SelectionConfig(num_negatives=2), run_dir=tmp_path / "run", show_progress=False)
-    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
+    pool = pool_from_selection(train, miner.mine(train).selection)
     before = [list(n) for n in pool.negatives]
-    dev = DevEvaluator(dense, tiny_dev, miner.run_dir, max_queries=10)
-    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, staleness_k=5), dev=dev,
-                          log_path=tmp_path / "log.jsonl")
+    dev = DevEvaluator(dense, dev_data, miner.run_dir, max_queries=10)
+    return pool, before, Refresher(miner, train, pool, config, dev=dev, log_path=tmp_path / "log.jsonl")
+
+
+def test_refresh_swaps_negatives_and_logs_staleness_and_dev_metrics(tmp_path, tiny_train, tiny_dev):
+    encoder = DriftingEncoder()
+    pool, before, refresher = mined_refresher(encoder, RefreshConfig(every=1, staleness_k=5), tmp_path, tiny_train,
+                                              tiny_dev)
+    miner = refresher.miner
     entry = refresher.refresh(step=7)
     assert pool.version == 1 and pool.negatives != before
     assert entry["negatives_changed"] == pytest.approx(
@@ -162,13 +169,8 @@ class SnapshotEncoder(DriftingEncoder):
 def test_async_refresh_applies_negatives_mined_from_the_snapshot_not_the_later_weights(tmp_path, tiny_train,
                                                                                       tiny_dev):
     encoder = SnapshotEncoder()
-    dense = DenseRetriever(encoder)
-    miner = Miner(dense, SelectionConfig(num_negatives=2), run_dir=tmp_path / "run", show_progress=False)
-    pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
-    before = [list(n) for n in pool.negatives]
-    dev = DevEvaluator(dense, tiny_dev, miner.run_dir, max_queries=10)
-    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, asynchronous=True), dev=dev,
-                          log_path=tmp_path / "log.jsonl")
+    pool, before, refresher = mined_refresher(encoder, RefreshConfig(every=1, asynchronous=True), tmp_path,
+                                              tiny_train, tiny_dev)
     encoder.forget_key()  # the weights the snapshot is taken from
     snapshot_salt = encoder.salt
     refresher.start_async(step=3)
