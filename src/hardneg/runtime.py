@@ -191,6 +191,12 @@ class LazyModel:
     def __init__(self, model: Any, *, max_length: int | None, batch_size: int, max_batch_tokens: int,
                  precision: Precision, device: str | None) -> None:
         check_choice("precision", precision, PRECISIONS)
+        if batch_size < 1:
+            raise HardnegError(f"batch_size must be at least 1, got {batch_size}.")
+        if max_batch_tokens < 1:
+            raise HardnegError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}.")
+        if max_length is not None and max_length < 1:
+            raise HardnegError(f"max_length must be at least 1 token, got {max_length}.")
         self._model_arg = model
         self._model = None if isinstance(model, (str, Path)) else model
         self.max_length = max_length

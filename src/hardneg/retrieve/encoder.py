@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hardneg.choices import PRECISIONS, Precision, check_choice
+from hardneg.choices import Precision
 from hardneg.errors import HardnegError
 from hardneg.runtime import LazyModel, directory_fingerprint, first_line, state_dict_fingerprint
 from hardneg.store import fingerprint
@@ -62,13 +62,6 @@ class SentenceTransformerEncoder(LazyModel):
         precision: Precision = "auto",
         device: str | None = None,
     ) -> None:
-        check_choice("precision", precision, PRECISIONS)
-        if batch_size < 1:
-            raise HardnegError(f"batch_size must be at least 1, got {batch_size}.")
-        if max_batch_tokens < 1:
-            raise HardnegError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}.")
-        if max_length is not None and max_length < 1:
-            raise HardnegError(f"max_length must be at least 1 token, got {max_length}.")
         super().__init__(model, max_length=max_length, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          precision=precision, device=device)
         self.query_prompt = query_prompt

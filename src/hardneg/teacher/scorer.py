@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hardneg.choices import PRECISIONS, Precision, check_choice
+from hardneg.choices import Precision
 from hardneg.errors import HardnegError
 from hardneg.runtime import LazyModel, directory_fingerprint, first_line, state_dict_fingerprint
 from hardneg.store import fingerprint
@@ -81,9 +81,6 @@ class CrossEncoderScorer(LazyModel):
         precision: Precision = "auto",
         device: str | None = None,
     ) -> None:
-        check_choice("precision", precision, PRECISIONS)
-        if batch_size < 1 or max_batch_tokens < 1:
-            raise HardnegError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}.")
         super().__init__(model, max_length=max_length, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          precision=precision, device=device)
 
