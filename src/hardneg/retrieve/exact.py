@@ -20,7 +20,10 @@ from tqdm.auto import tqdm
 
 from hardneg.candidates import EMPTY
 
-_RESCORE_BYTES = 256 * 2**20  # gathered candidate embeddings per rescoring block
+# Gathered candidate embeddings per rescoring block. Small blocks stay in cache: rescoring 9,021 queries x 200
+# candidates x 384 dims took 0.6 s with 8 MiB blocks, 2-3.4 s with 256 MiB ones, which also added ~0.5 GB to
+# the peak (the block and its product). The result is the same bits at any block size.
+_RESCORE_BYTES = 8 * 2**20
 _UNIT_ROUNDOFF = 2.0**-24  # float32
 
 
