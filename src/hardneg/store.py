@@ -220,7 +220,9 @@ def sharded_compute(
             (:class:`~hardneg.execute.EmbeddedExecutor`).
 
     Returns:
-        ``out`` with ``out[i]`` the row computed for index ``i``.
+        ``out`` with ``out[i]`` the row computed for index ``i``; with ``final``, ``final``
+        memory-mapped read-only: the rows are written into it as they come, so memory
+        holds a shard at a time, never the whole result.
     """
     from tqdm.auto import tqdm
 
@@ -231,15 +233,17 @@ def sharded_compute(
     shards = [order[start : start + shard_size] for start in range(0, len(order), shard_size)]
     if parts_dir is not None:
         parts_dir.mkdir(parents=True, exist_ok=True)
-    out: np.ndarray | None = None
     missing = []
-    with tqdm(total=len(order), desc=desc, unit=unit, disable=not show_progress) as bar:
+    with contextlib.ExitStack() as stack:
+        # with a final file the rows go straight into it, memory-mapped: RAM holds a shard, not the whole result
+        out = _Assembly(len(order), stack.enter_context(artifact_path(final)) if final is not None else None)
+        bar = stack.enter_context(tqdm(total=len(order), desc=desc, unit=unit, disable=not show_progress))
         for number, idx in enumerate(shards):
             rows = _saved_shard(parts_dir, number, len(idx), desc)
             if rows is None:
                 missing.append(number)
                 continue
-            out = _place(out, len(order), idx, rows)
+            out.place(idx, rows)
             bar.update(len(idx))
         if missing and len(missing) < len(shards):
             logger.info("%s: resuming, %d of %d shards already done", desc, len(shards) - len(missing), len(shards))
@@ -250,15 +254,43 @@ def sharded_compute(
                 raise HardnegError(f"{desc}: shard {number} came back with {len(rows)} rows for {len(idx)} inputs.")
             if parts_dir is not None:
                 save_npy(_shard_path(parts_dir, number), rows)
-            out = _place(out, len(order), idx, rows)
+            out.place(idx, rows)
             bar.update(len(idx))
-    if out is None:
-        out = np.empty(0, dtype=np.float32)
-    if final is not None:
-        save_npy(final, out)
-        if parts_dir is not None:
-            shutil.rmtree(parts_dir, ignore_errors=True)
-    return out
+        result = out.finish()
+    if final is None:
+        return result
+    if parts_dir is not None:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return np.load(final, mmap_mode="r")
+
+
+class _Assembly:
+    """The rows of :func:`sharded_compute` put in input order, in memory or, given ``path``, in a
+    ``.npy`` file written through a memory map (its pages are file cache the kernel writes back)."""
+
+    def __init__(self, n: int, path: Path | None) -> None:
+        self.n, self.path = n, path
+        self.array: np.ndarray | None = None
+
+    def place(self, idx: np.ndarray, rows: np.ndarray) -> None:
+        """``array[idx] = rows``; the first rows fix the dtype and the row shape."""
+        if self.array is None:
+            shape = (self.n, *rows.shape[1:])
+            self.array = (np.empty(shape, dtype=rows.dtype) if self.path is None
+                          else np.lib.format.open_memmap(self.path, mode="w+", dtype=rows.dtype, shape=shape))
+        self.array[idx] = rows
+
+    def finish(self) -> np.ndarray:
+        """The whole array: in memory, or the flushed memory map of ``path``."""
+        array, self.array = self.array, None
+        if array is None:  # nothing to compute
+            array = np.empty(0, dtype=np.float32)
+            if self.path is not None:
+                with open(self.path, "wb") as fh:
+                    np.save(fh, array)
+        elif isinstance(array, np.memmap):
+            array.flush()
+        return array
 
 
 def _shard_path(parts_dir: Path, number: int) -> Path:
@@ -275,14 +307,6 @@ def _saved_shard(parts_dir: Path | None, number: int, n_rows: int, desc: str) ->
         logger.warning("cached %s shard %s holds %d rows, %d expected; computing it again", desc, path, len(rows), n_rows)
         return None
     return rows
-
-
-def _place(out: np.ndarray | None, n: int, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``out[idx] = rows``, allocating ``out`` (``n`` rows, ``rows``' dtype) on first use."""
-    if out is None:
-        out = np.empty((n, *rows.shape[1:]), dtype=rows.dtype)
-    out[idx] = rows
-    return out
 
 
 def fingerprint(*parts: Any) -> str:

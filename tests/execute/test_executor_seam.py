@@ -117,6 +117,43 @@ def test_a_run_started_on_one_engine_finishes_on_the_other_computing_only_missin
     assert not parts.exists()
 
 
+def test_with_a_final_file_the_rows_are_written_into_it_and_come_back_memory_mapped(tmp_path):
+    """The result is assembled in the final file through a memory map (RAM holds a shard, not N rows):
+    the file is what np.save of the in-memory result writes, byte for byte, with its integrity record."""
+    from hardneg.store import integrity_problem
+
+    in_memory = run(EmbeddedExecutor(), None, None)
+    final = tmp_path / "out.npy"
+    mapped = run(EmbeddedExecutor(), tmp_path / "parts", final)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, in_memory)
+    np.save(tmp_path / "reference.npy", in_memory)
+    assert final.read_bytes() == (tmp_path / "reference.npy").read_bytes()
+    assert integrity_problem(final) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy", "out.npy.sum", "reference.npy"]
+
+
+def test_a_failed_run_leaves_no_final_file_only_its_shards(tmp_path):
+    job = SquareJob()
+
+    class StopsAfterOne(SquareJob):
+        def load(self):
+            inner = job.load()
+            return lambda idx: inner(idx) if job.shards < 1 else (_ for _ in ()).throw(RuntimeError("stopped"))
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        run(EmbeddedExecutor(), tmp_path / "parts", tmp_path / "out.npy", StopsAfterOne())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]  # no final file, no temporary file
+    assert [p.name for p in (tmp_path / "parts").glob("*.npy")] == ["00000.npy"]
+
+
+def test_nothing_to_compute_still_writes_an_empty_final_file(tmp_path):
+    final = tmp_path / "out.npy"
+    empty = sharded_compute(work(SquareJob()), np.empty(0, np.int64), shard_size=5, parts_dir=None, final=final,
+                            show_progress=False)
+    assert empty.shape == (0,) and np.load(final).shape == (0,)
+
+
 def test_a_shard_of_the_wrong_length_is_refused():
     class Short(SquareJob):
         def load(self):

@@ -215,7 +215,7 @@ def cached_encode(
             return cached
     # Shard in length order so each forward pass pads little; results come back in input order.
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    computed = sharded_compute(
+    return sharded_compute(
         ShardWork(job, lambda idx: (side, [texts[i] for i in idx])),
         order,
         shard_size=shard_size,
@@ -226,5 +226,3 @@ def cached_encode(
         show_progress=show_progress,
         executor=executor,
     )
-    mapped = load_npy(final, what="embeddings", mmap=True) if final is not None and len(texts) else None
-    return computed if mapped is None else mapped

@@ -54,8 +54,8 @@ def block_plan(budget: int, n_docs: int, dim: int, dtype_bytes: int, depth: int 
     query block, ``2 * depth`` gathered float32 candidates and their products
     (``16 * depth * dim`` bytes a query); encoding, a shard's float32 output. Each size is
     at least 256 and at most what there is. Not budgeted here (see the README's table):
-    encoding assembles all ``n_docs * dim * dtype_bytes`` bytes of embeddings, and the
-    model itself.
+    the model itself, and the pages of memory-mapped files (embeddings written or searched),
+    which are file cache the kernel reclaims.
     """
     def rows(share: float, per_row: int, most: int) -> int:
         return max(MIN_ROWS, min(most, int(budget * share) // per_row)) if most > MIN_ROWS else max(1, most)
