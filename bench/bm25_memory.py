@@ -31,21 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_rss import reset_peak, status_mb  # bench/, first on the path when this script runs
 
 CHUNK = 100_000
-
-
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def synthetic_texts(n: int, low: int, high: int, seed: int):
     """``n`` texts of ``low``-``high`` Zipf words (``w`` + the word's rank in hex), made a chunk at a time."""
     rng = np.random.default_rng(seed)

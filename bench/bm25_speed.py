@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_rss import reset_peak, status_mb  # bench/, first on the path when this script runs
 
 DATA = Path("/work/shared/data/debian-desc/full")
 WAYS = ["old-loop", "hardneg-numpy", "hardneg-numba", "scipy-block", "bm25s-numpy", "bm25s-numba"]
@@ -88,19 +89,6 @@ def scipy_block(index, token_ids, depth, block=256):
             top = top_k_by_score_then_id(docs, vals, k)
             doc_ids[start + row, : len(top)], scores[start + row, : len(top)] = docs[top], vals[top]
     return doc_ids, scores
-
-
-def reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_one(way: str, n_queries: int, out: Path) -> dict:
     import bm25s
     import Stemmer
@@ -124,7 +112,7 @@ def run_one(way: str, n_queries: int, out: Path) -> dict:
                                 show_progress=False)
         token_ids = [np.asarray(index.get_tokens_ids(t), dtype=np.int32) for t in tokens]
     no_positives = [np.empty(0, np.int32)] * len(token_ids)
-    index_rss = peak_rss_mb()
+    index_rss = status_mb("VmHWM")
 
     def search(ids):
         if way == "old-loop":
@@ -141,15 +129,15 @@ def run_one(way: str, n_queries: int, out: Path) -> dict:
         return docs.astype(np.int32), scores.astype(np.float32)
 
     search(token_ids[:50])  # compile (numba) / warm up, outside the clock
-    reset_peak_rss()
-    before_rss = peak_rss_mb()  # the high-water mark starts again from the current RSS
+    reset_peak()
+    before_rss = status_mb("VmHWM")  # the high-water mark starts again from the current RSS
     start = time.perf_counter()
     doc_ids, scores = search(token_ids)
     seconds = time.perf_counter() - start
     np.savez(out, doc_ids=doc_ids, scores=scores)
     return {"way": way, "n_docs": int(index.scores["num_docs"]), "queries": len(token_ids), "seconds": seconds,
             "queries_per_s": len(token_ids) / seconds, "index_peak_rss_mb": index_rss,
-            "rss_before_search_mb": before_rss, "search_peak_rss_mb": peak_rss_mb()}
+            "rss_before_search_mb": before_rss, "search_peak_rss_mb": status_mb("VmHWM")}
 
 
 def main() -> None:

@@ -26,17 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_rss import polled_peak, reset_peak, status_mb  # bench/, first on the path when this script runs
 
 MB = 2**20
 STAGES = ("encode", "search-exact", "index-ivf-pq", "search-ivf-pq", "select", "export")
-
-
-def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024 / MB
-    return float("nan")
-
 
 class FakeEncoder:
     """Unit vectors that depend on the text's number only ("doc 17"): no model."""
@@ -83,7 +76,7 @@ def run_stage(args) -> dict:
     ids_file, scores_file = work / "ids.npy", work / "scores.npy"
     m, sample = default_pq_m(d), min(n, max(39 * args.nlist, 50_000))
     if args.stage == "encode":
-        predicted = n * d * 2 + 2 * min(plan.encode_shard, n) * d * 4
+        predicted = n * d * 2 + 2 * min(plan.encode_shard, n) * d * 4  # the mapped file's pages + a shard
         job = lambda: encoded(texts, "doc", "documents")  # noqa: E731
     else:
         docs = encoded(texts, "doc", "documents")  # memory-mapped from the run directory
@@ -116,13 +109,15 @@ def run_stage(args) -> dict:
             selection = job()
             predicted = q * 3 * 200
             job = lambda: export(data, selection, work / "out.jsonl", "triplet")  # noqa: E731
-    before = status_mb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
+    before, anon_before = status_mb("VmRSS"), status_mb("RssAnon")
+    reset_peak()
     t0 = time.perf_counter()
-    job()
+    with polled_peak("RssAnon") as anon:
+        job()
     return {"stage": args.stage, "seconds": round(time.perf_counter() - t0, 1), "rss_before_mb": round(before),
             "peak_mb": round(status_mb("VmHWM")), "peak_beyond_before_mb": round(status_mb("VmHWM") - before),
-            "predicted_beyond_before_mb": round(predicted / MB)}
+            "predicted_beyond_before_mb": round(predicted / MB),
+            "anon_peak_beyond_before_mb": round(anon["mb"] - anon_before)}
 
 
 def main() -> None:

@@ -3,13 +3,18 @@
 One copy for ``bench/memory.py`` and ``tests/test_memory.py``: the child's peak is its own
 ``ru_maxrss`` (``os.wait4``); while it runs, ``/proc/PID/status``'s ``VmHWM`` is polled so a
 child that passes a bound is stopped early instead of pushing the machine into swap.
+Also the per-stage readings the other memory benches take of their own process:
+:func:`status_mb` (``VmRSS``, ``VmHWM``, ``RssAnon``...) and :func:`reset_peak`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,15 +28,48 @@ class ChildPeak(NamedTuple):
     seconds: float
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """The process's peak resident set so far (Linux /proc), 0 once it is gone."""
+def status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory field of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``, ``RssAnon``, ...) in MiB;
+    NaN when the field is absent, 0 once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
-        pass
-    return 0.0
+        return 0.0
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Restart this process's high-water mark (``VmHWM``) from its current RSS (Linux 4.0+)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+@contextlib.contextmanager
+def polled_peak(field: str = "RssAnon", every_s: float = 0.005) -> Iterator[dict]:
+    """Poll ``field`` of this process on a thread while the block runs; the yielded dict's ``"mb"``
+    is the highest reading. For fields the kernel keeps no high-water mark of (``RssAnon``: the
+    memory that is not file cache)."""
+    peak = {"mb": status_mb(field)}
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(every_s):
+            peak["mb"] = max(peak["mb"], status_mb(field))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+        peak["mb"] = max(peak["mb"], status_mb(field))
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """The process's peak resident set so far (Linux /proc), 0 once it is gone."""
+    return status_mb("VmHWM", pid)
 
 
 def run_watched(argv: list[str], log: Path, env: dict[str, str], stop_above_mb: float) -> ChildPeak:

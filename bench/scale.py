@@ -36,19 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_rss import reset_peak, status_mb  # bench/, first on the path when this script runs
 
 OUT = Path(__file__).resolve().parent / "out" / "scale"
 RETRIEVERS = ["bm25", "exact", "ivf", "ivf-pq"]
 STAGES = ["load", "encode", "index", "search", "select", "export"]
 DIM = 384
-
-
-def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
 
 class FakeEncoder:
     """Deterministic unit vectors: each text's is a function of the text alone (a 64-bit hash, then
@@ -96,7 +89,7 @@ class Stopwatch:
             self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.started
             self.cpu[self.current] = self.cpu.get(self.current, 0.0) + cpu - self.cpu_started
             self.peak[self.current] = max(self.peak.get(self.current, 0.0), status_mb("VmHWM"))
-        Path("/proc/self/clear_refs").write_text("5")
+        reset_peak()
         self.current, self.started, self.cpu_started = name, time.perf_counter(), time.process_time()
 
     @contextlib.contextmanager
@@ -123,7 +116,6 @@ def make_data(docs: int, queries: int) -> Path:
     folder = OUT / f"data-{docs}-{queries}"
     if (folder / "qrels" / "train.tsv").exists():
         return folder
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bm25_memory import synthetic_texts
 
     (folder / "qrels").mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_spec = importlib.util.spec_from_file_location("scale", Path(__file__).resolve().parents[1] / "bench" / "scale.py")
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # as when the script runs: it imports its neighbours (peak_rss, bm25_memory)
+_spec = importlib.util.spec_from_file_location("scale", BENCH / "scale.py")
 scale = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scale)
 
