@@ -144,6 +144,22 @@ def test_ivf_pq_settings_are_checked():
         IndexConfig(kind="ivf", nprobe=0)
 
 
+def test_a_small_pq_training_set_is_reported_once_by_hardneg_not_per_sub_quantiser_by_faiss(capfd, caplog):
+    from hardneg.retrieve.search import PQ_WELL_TRAINED, build_index
+
+    docs = np.random.default_rng(0).normal(size=(600, 48)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="hardneg.retrieve.search"):
+        index = build_index(docs, IndexConfig(kind="ivf-pq", nlist=4, pq_m=12))
+    assert index.ntotal == 600
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ivf-pq trains 256 codes per sub-quantiser from 600 documents (FAISS wants {PQ_WELL_TRAINED}): its codes will "
+        "be coarse. For a corpus this small, --index flat (exact, the default) is fast enough."]
+    assert "WARNING clustering" not in capfd.readouterr().err  # FAISS said nothing (it would, 12 times)
+    caplog.clear()
+    build_index(np.tile(docs, (17, 1)), IndexConfig(kind="ivf-pq", nlist=4, pq_m=12))  # 10,200 documents
+    assert not caplog.records
+
+
 def test_default_pq_m_and_the_training_sample():
     assert default_pq_m(384) == 48 and default_pq_m(768) == 96 and default_pq_m(24) == 3 and default_pq_m(7) == 1
     assert training_rows(1000, 10, None).tolist() == list(range(1000))  # max(390, 50,000) caps at n

@@ -19,6 +19,8 @@ from hardneg.retrieve.exact import exact_top_k, order_by_score_then_id
 
 logger = logging.getLogger(__name__)
 
+PQ_WELL_TRAINED = 39 * 256  # FAISS's least training points for 256 centroids per sub-quantiser
+
 __all__ = ["IndexConfig", "build_index", "order_by_score_then_id", "require_faiss", "search"]
 
 
@@ -127,8 +129,14 @@ def ivf_index(faiss, doc_embeddings: np.ndarray, config: IndexConfig):
                                f"got {n}. Use --index flat (exact) for a corpus this small.")
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     index.nprobe = min(config.nprobe, nlist)
-    index = on_gpu_if_present(faiss, index)
     rows = training_rows(n, nlist, config.train_sample)
+    if config.kind == "ivf-pq" and len(rows) < PQ_WELL_TRAINED:
+        # FAISS would print its own warning once per sub-quantiser (48 lines at 384 wide): say it once, here
+        index.pq.cp.min_points_per_centroid = 1
+        logger.warning("ivf-pq trains 256 codes per sub-quantiser from %d documents (FAISS wants %d): its codes will be "
+                       "coarse. For a corpus this small, --index flat (exact, the default) is fast enough.",
+                       len(rows), PQ_WELL_TRAINED)
+    index = on_gpu_if_present(faiss, index)
     index.train(np.ascontiguousarray(doc_embeddings[rows], dtype=np.float32))
     return index
 
