@@ -81,6 +81,22 @@ def test_train_mines_on_the_executor_asked_for(tmp_path, tiny_dir, tiny_model, r
     assert [kind for kind, shards in ray.jobs if shards] == ["EncodeJob", "EncodeJob"]
 
 
+@pytest.mark.parametrize("command", ["mine", "eval"])
+def test_ray_with_nothing_to_run_says_so_once(tmp_path, tiny_dir, tiny_models, recording, caplog, command):
+    out = ["--output", str(tmp_path / "out.jsonl")] if command == "mine" else ["--json"]
+    with caplog.at_level("WARNING", logger="hardneg"):
+        assert main(["-q", command, str(tiny_dir), "--max-queries", "5", *out, "--executor", "ray"]) == 0
+    said = [r.getMessage() for r in caplog.records if "--executor ray" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("--executor ray: nothing here runs on Ray.")
+    assert the_executor(recording).jobs == []
+    if command == "mine":  # with a teacher there is work for Ray, and no such line
+        caplog.clear()
+        assert main(["-q", "mine", str(tiny_dir), "--max-queries", "5", "--output", str(tmp_path / "t.jsonl"),
+                     "--cross-encoder", str(tiny_models[1]), "--num-negatives", "1", "--executor", "ray"]) == 0
+        assert not [r for r in caplog.records if "--executor ray" in r.getMessage()]
+        assert [kind for kind, _ in recording[-1].jobs] == ["ScoreJob"]
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--workers", "2"], "--workers only apply to --executor ray; add --executor ray or drop them."),
     (["--executor", "ray", "--workers", "0"], "--workers must be at least 1, got 0."),

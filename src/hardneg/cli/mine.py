@@ -20,6 +20,7 @@ from hardneg.cli.options import (
     make_executor,
     make_teacher,
     selection_config,
+    warn_if_ray_has_no_work,
 )
 
 logger = logging.getLogger("hardneg")
@@ -89,10 +90,11 @@ def cmd_mine(args) -> int:
     run_dir = check_run_dir(args.run_dir if args.run_dir else output.parent / "hardneg-run")
     check_output(output, args, run_dir=run_dir)
     check_format(output, args.format, if_short=config.if_short)
-    executor = make_executor(args)
+    executor, teacher = make_executor(args), make_teacher(args)
+    warn_if_ray_has_no_work(args, teacher)
     data = load_data(args)
     miner = Miner(build_retriever(args, executor=executor), config, depth=args.depth, run_dir=run_dir,
-                  show_progress=not args.quiet, teacher=make_teacher(args), executor=executor)
+                  show_progress=not args.quiet, teacher=teacher, executor=executor)
     result = miner.mine(data, save_report=False)
     if result.reused_candidates:
         logger.info("reused saved candidates from %s: only selection ran", run_dir)
@@ -115,6 +117,7 @@ def cmd_eval(args) -> int:
 
     run_dir = RunDir(check_run_dir(args.run_dir)) if args.run_dir else None
     retriever = build_retriever(args, executor=make_executor(args))
+    warn_if_ray_has_no_work(args)
     data = load_data(args)
     metrics = evaluate_retriever(retriever, data, depth=args.depth or 100, run_dir=run_dir,
                                  show_progress=not (args.quiet or args.json))

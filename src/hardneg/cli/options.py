@@ -170,6 +170,14 @@ def make_executor(args):
                                  cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
 
 
+def warn_if_ray_has_no_work(args, teacher=None) -> None:
+    """One line when ``--executor ray`` was asked for but nothing would go to Ray: BM25 without a teacher."""
+    if args.executor == "ray" and resolve_retriever(args) == "bm25" and teacher is None:
+        logger.warning("--executor ray: nothing here runs on Ray. BM25 has no model to encode with and there is no "
+                       "teacher to score with, so the whole run stays in this process; Ray takes encoding "
+                       "(--model) and teacher scoring (--cross-encoder).")
+
+
 def add_selection_args(p: argparse.ArgumentParser, *, default_relative_margin: float | None = None,
                         default_if_short: str = "drop") -> None:
     g = p.add_argument_group("selection")
