@@ -11,7 +11,7 @@ from hardneg.data.values import Corpus, Queries, RetrievalData
 from hardneg.errors import HardnegError
 from hardneg.retrieve.dense import DenseRetriever
 from hardneg.retrieve.exact import exact_scores
-from hardneg.retrieve.memory_plan import BlockPlan, block_plan, parse_bytes
+from hardneg.retrieve.memory_plan import BlockPlan, block_plan, default_doc_shard, parse_bytes
 from hardneg.retrieve.recall import recall_against_exact, sample_queries
 from hardneg.retrieve.search import IndexConfig, default_pq_m, training_rows
 from hardneg.store import RunDir
@@ -186,6 +186,15 @@ def test_block_plan_hand_computed():
     assert block_plan(16 * 10**9, 10**6, 384, 2) == BlockPlan(query_block=3255, doc_shard=10**6, encode_shard=65536)
     # a corpus smaller than the floor: all of it
     assert block_plan(10**6, 100, 384, 4).doc_shard == 100
+
+
+def test_without_a_budget_exact_search_shards_hold_at_most_512_mib_of_float32():
+    # 512 MiB / (4 * 384 B) = 349,525.33 -> 349,525 documents; 768 wide: 174,762; a smaller corpus: one shard
+    assert default_doc_shard(10**6, 384) == 349_525 and default_doc_shard(10**6, 768) == 174_762
+    assert default_doc_shard(52_000, 384) == 52_000 and default_doc_shard(0, 384) == 1
+    plain = DenseRetriever(object())
+    assert plain.plan(10**6, 384) == BlockPlan(query_block=4096, doc_shard=349_525, encode_shard=1024)
+    assert plain.plan(11_215, 384).doc_shard == 11_215  # debian-desc small: searched in one piece, as before
 
 
 def test_the_memory_budget_sets_the_block_sizes_and_leaves_the_candidates_alone(tmp_path):

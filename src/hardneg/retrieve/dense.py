@@ -16,7 +16,7 @@ from hardneg.choices import EMBEDDING_DTYPES, EmbeddingDtype, check_choice
 from hardneg.execute import Executor, ShardWork
 from hardneg.retrieve.encoder import Encoder
 from hardneg.retrieve.exact import exact_scores, order_by_score_then_id
-from hardneg.retrieve.memory_plan import BlockPlan, block_plan
+from hardneg.retrieve.memory_plan import BlockPlan, block_plan, default_doc_shard
 from hardneg.retrieve.search import IndexConfig, build_index, search
 from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute, texts_fingerprint
 
@@ -33,7 +33,8 @@ class DenseRetriever:
         embedding_dtype: how embeddings are stored (and memory-mapped when read for search):
             ``float16`` halves their memory and disk; scores are computed in float32 either way.
         memory_budget: bytes (beyond the model) that pick the block sizes
-            (:func:`~hardneg.retrieve.memory_plan.block_plan`); None: one shard, 4,096-query blocks.
+            (:func:`~hardneg.retrieve.memory_plan.block_plan`); None: 4,096-query blocks and shards of
+            at most 512 MiB of float32 (:func:`~hardneg.retrieve.memory_plan.default_doc_shard`).
         search_shard_size: documents per exact-search shard, overriding the budget's.
         executor: who encodes the shards (:mod:`hardneg.execute`); None: this process.
     """
@@ -71,7 +72,7 @@ class DenseRetriever:
     def plan(self, n_docs: int, dim: int, depth: int = 100) -> BlockPlan:
         """Block sizes for a corpus of ``n_docs`` (from the memory budget, when there is one)."""
         if self.memory_budget is None:
-            plan = BlockPlan(self.index.block_size, max(1, n_docs), self.shard_size)
+            plan = BlockPlan(self.index.block_size, default_doc_shard(n_docs, dim), self.shard_size)
         else:
             itemsize = np.dtype(self.embedding_dtype).itemsize
             plan = block_plan(self.memory_budget, n_docs, dim, itemsize, depth)

@@ -20,6 +20,9 @@ DOC_SHARD_SHARE = 0.5  # one exact-search shard: float32 twice (the shard, its F
 QUERY_BLOCK_SHARE = 0.125  # one query block's rescoring: gathered float32 candidates and their products
 ENCODE_SHARD_SHARE = 0.0625  # one encoding shard's float32 output
 MIN_ROWS = 256
+# Without a budget: exact search still cuts the corpus into shards of at most this many float32 bytes,
+# so that its peak stays near 1 GiB whatever the corpus (shards change no result, only memory).
+DEFAULT_SHARD_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ def parse_bytes(text: str) -> int:
     if not match or unit not in _UNITS:
         raise HardnegError(f"a memory budget looks like 4GB, 512MB or 16GiB; got {text!r}.")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def default_doc_shard(n_docs: int, dim: int) -> int:
+    """Documents per exact-search shard without ``--memory-budget``: all of them up to
+    :data:`DEFAULT_SHARD_BYTES` of float32 (349,525 at 384 wide), so small corpora search in one piece."""
+    return max(1, min(n_docs, DEFAULT_SHARD_BYTES // (4 * dim)))
 
 
 def block_plan(budget: int, n_docs: int, dim: int, dtype_bytes: int, depth: int = 100) -> BlockPlan:
