@@ -185,6 +185,36 @@ def refresh_on_ray(out: Path, ray_executor, tiny_bi: str) -> dict:
             "async_applied_step": entry["applied_step"], "async_pool_version": pool.version}
 
 
+def train_cli(out: Path, ray_executor, tiny_bi: str) -> dict:
+    """``hardneg train --executor ray`` end to end, as a user runs it: mining, a synchronous refresh and an
+    asynchronous one re-encode on the cluster's actors while the driver trains; the same run embedded."""
+    import torch
+
+    from hardneg.cli import main as cli
+
+    torch.set_num_threads(1)
+    flags = [str(TINY), "--model", tiny_bi, "--max-queries", "24", "--num-negatives", "1", "--train-batch-size", "8",
+             "--max-steps", "4", "--max-length", "32", "--precision", "fp32", "--dev-split", "none",
+             "--refresh-every", "2", "--seed", "0"]
+    for name, extra in (("embedded", []), ("ray", ["--executor", "ray", "--workers", "2", "--cpus-per-worker", "0.5"]),
+                        ("ray-async", ["--executor", "ray", "--refresh-async"])):
+        rc = cli(["-q", "train", *flags, "--output", str(out / name), *extra])
+        if rc != 0:
+            raise RuntimeError(f"hardneg train ({name}) exited {rc}")
+    summaries = {name: json.loads((out / name / "train_summary.json").read_text())
+                 for name in ("embedded", "ray", "ray-async")}
+
+    def weights(name: str) -> bytes:
+        return (out / name / "final" / "model.safetensors").read_bytes()
+
+    return {"kinds": {n: [e["kind"] for e in s["history"]] for n, s in summaries.items()},
+            "steps": {n: s["steps"] for n, s in summaries.items()},
+            "same_weights_sync": weights("embedded") == weights("ray"),
+            # the model being trained is in memory: Ray workers encode the snapshots saved for them
+            "snapshots": {n: len(list((out / n / "hardneg-run" / "snapshots").glob("*")))
+                          for n in ("embedded", "ray", "ray-async")}}
+
+
 def train_a_little(model) -> None:
     """Stand-in for training steps: the weights move, so a refresh must re-encode."""
     import torch
@@ -236,6 +266,7 @@ def main(out: Path, minilm: str, tiny_bi: str) -> None:
         "interchange": lambda o: interchange(o, ray_executor),
         "minilm": lambda o: minilm_candidates(o, ray_executor, minilm),
         "refresh": lambda o: refresh_on_ray(o, ray_executor, tiny_bi),
+        "train_cli": lambda o: train_cli(o, ray_executor, tiny_bi),
         "two_nodes": two_nodes,
     }
     results = {}

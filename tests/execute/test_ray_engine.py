@@ -135,3 +135,15 @@ def test_the_loaded_rows_are_the_computed_ones(scenarios):
     rows = np.load(out / "ray.npy")
     idx = np.arange(len(rows))
     np.testing.assert_array_equal(rows, np.stack([idx, idx**2, idx**3], axis=1).astype(np.float32))
+
+
+def test_hardneg_train_runs_its_refreshes_on_ray_with_the_same_result(scenarios):
+    """``hardneg train --executor ray``: mining and ANCE refreshes (synchronous and asynchronous) encode on Ray
+    actors from snapshots of the model being trained; the synchronous run's final weights equal the embedded run's."""
+    result, _ = scenario(scenarios, "train_cli")
+    assert result["steps"] == {"embedded": 4, "ray": 4, "ray-async": 4}
+    assert result["kinds"]["embedded"] == result["kinds"]["ray"] == ["refresh"], result  # at step 2 (no dev split)
+    # started at step 2 on the cluster; applied if it finished before step 4, else discarded when training ended
+    assert result["kinds"]["ray-async"] in (["refresh"], ["refresh-discarded"]), result
+    assert result["same_weights_sync"]
+    assert result["snapshots"]["embedded"] == 0 and result["snapshots"]["ray"] >= 1 and result["snapshots"]["ray-async"] >= 1
