@@ -93,6 +93,13 @@ def a_file_named(relative: str):
     return prepare
 
 
+def corpus_holding(text: str):
+    def prepare(ws: Workspace, mp) -> None:
+        (ws.data / "corpus.jsonl").write_text(text, encoding="utf-8")
+
+    return prepare
+
+
 def read_only(ws: Workspace, mp) -> None:
     real = os.access
     mp.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(ws.root)) else real(p, mode, **kw))
@@ -226,7 +233,17 @@ CASES = [
     Case("reranker-missing-dev-split", ("train-reranker", "{data}", "--base", "{model}", "--output", "{root}/t",
                                         "--dev-split", "validation"), "qrels/validation.tsv"),
     # --- models and run directories that are broken
-    Case("model-missing", mine("--retriever", "dense", "--model", "{root}/no-model"), "Could not load the model", early=False),
+    Case("model-missing", mine("--retriever", "dense", "--model", "{root}/no-model"),
+         "/no-model: no such folder"),
+    Case("model-missing-relative", mine("--model", "./no-model"), "--model ./no-model: no such folder"),
+    Case("cross-encoder-missing", mine("--cross-encoder", "{root}/no-ce"), "/no-ce: no such folder"),
+    Case("model-name-not-in-cache", mine("--retriever", "dense", "--model", "no-such-org/no-such-model"),
+         "Could not load the model", early=False),
+    Case("corpus-empty", mine(), "corpus.jsonl: no documents", prepare=corpus_holding("")),
+    Case("corpus-only-empty-texts", mine(), "no documents (", prepare=corpus_holding(
+        '{"_id": "a", "text": ""}\n{"_id": "b", "text": "  "}\n')),
+    Case("pairs-wrong-columns", ("mine", "{pairs}", "--corpus", "{corpus}", "--query-column", "question", "-o", "{new}"),
+         "--query-column / --positive-column"),
     Case("model-truncated-weights", dense("--model", "{root}/model", "--run-dir", "{root}/fresh"),
          "Could not load the model", prepare=broken_model("truncated"), early=False),
     Case("model-without-config", dense("--model", "{root}/model", "--run-dir", "{root}/fresh"),

@@ -16,6 +16,7 @@ import logging
 import sys
 
 from hardneg.cli import mine, report, teacher, train
+from hardneg.cli.checks import check_models
 from hardneg.cli.options import check_numbers, resolve_retriever
 from hardneg.errors import HardnegError
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args.quiet or getattr(args, "json", False))
         try:
             check_numbers(args)
+            check_models(args)
             if hasattr(args, "retriever"):
                 resolve_retriever(args)
             return args.func(args)

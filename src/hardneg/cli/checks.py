@@ -82,3 +82,25 @@ def check_run_dir(run_dir: str | Path) -> Path:
                            "(it is created if missing).")
     check_writable(run_dir, "--run-dir", folder=True)
     return run_dir
+
+
+MODEL_FLAGS = {"model": "--model", "cross_encoder": "--cross-encoder", "base": "--base", "guide": "--guide"}
+
+
+def check_models(args) -> None:
+    """Refuse, before any work, a model flag that names a local folder that is not there.
+
+    A Hugging Face name is ``name`` or ``org/name``; anything else (``./m``, ``/abs/m``,
+    ``~/m``, ``a/b/c``) can only be a path, so when it does not exist it is a typo, not a
+    name to look up.
+    """
+    from hardneg.errors import HardnegError
+
+    for dest, flag in MODEL_FLAGS.items():
+        value = getattr(args, dest, None)
+        if not value or Path(value).expanduser().exists():
+            continue
+        if value.startswith((".", "/", "~")) or value.count("/") > 1 or "\\" in value:
+            raise HardnegError(f"{flag} {value}: no such folder. Pass the folder of a saved sentence-transformers "
+                               "model (with config.json and its weights), or a Hugging Face model name "
+                               "such as org/name.")

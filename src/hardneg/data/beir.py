@@ -60,6 +60,10 @@ def load_beir(path: str | Path, split: str = "train") -> RetrievalData:
     """
     files = _locate(Path(path), split)
     read = read_beir_corpus(files.corpus)
+    if len(read.corpus) == 0:
+        skipped = f" ({len(read.empty_ids)} had an empty text)" if read.empty_ids else ""
+        raise HardnegError(f"{files.corpus}: no documents{skipped}; expected one JSON object per line with _id and "
+                           "text.")
     queries = _read_queries(files.queries)
     qrels = _read_qrels(files, read, queries)
     _log_skipped(files.qrels, read, qrels)

@@ -174,7 +174,8 @@ def missing_columns_error(where: str, wanted: Sequence[str], present: Iterable[s
     missing = [c for c in wanted if c not in set(present)]
     return HardnegError(
         f"{where}: missing column(s) {', '.join(repr(c) for c in missing)}; {what} has {sorted(present)}. "
-        "Pass query_column= / positive_column= to name the columns to use."
+        "Name the columns to use: --query-column / --positive-column on the command line, "
+        "query_column= / positive_column= in Python."
     )
 
 
