@@ -11,7 +11,7 @@ import pytest
 
 from hardneg.errors import HardnegError
 from hardneg.neighbourhood import pca_2d, pick_telling, skipped_candidates, softmax_weights
-from hardneg.train.report import render_training_report, share_line, share_table
+from hardneg.train.report import missing_figures, render_training_report, share_line, share_table
 
 
 def test_pca_puts_collinear_points_on_the_first_axis():
@@ -69,6 +69,21 @@ def test_report_page_is_self_contained_with_every_plot(tmp_path):
     assert end == "end (steps 20-30)" and last["hard_1"] == pytest.approx(0.2) and last["p(positive)"] == 0.8
     assert share_line(more) == ("gradient  start (steps 1-11): hard 55%, in-batch 45%, padding 0%; "
                                 "end (steps 20-30): hard 20%, in-batch 80%, padding 0%")
+
+
+def test_a_figure_with_nothing_to_draw_says_why(tmp_path):
+    (tmp_path / "train_summary.json").write_text(json.dumps({
+        "steps": 4, "examples": 100, "num_negatives": 1, "seconds": 3.0, "config": {"logging_steps": 10},
+        "loss_log": [], "history": []}))
+    page = render_training_report(tmp_path).read_text()
+    assert "data:image/png;base64," not in page
+    assert "<h2>Not drawn</h2>" in page
+    for line in ("Training loss: it is logged every 10 steps and this run took 4.",
+                 "Dev metrics: no dev split was evaluated", "Refreshes: this run had no ANCE refresh",
+                 "Gradient shares: none were logged", "Neighbourhoods of telling queries:"):
+        assert line in page
+    # every figure drawn: no such section (the page above with all five plots)
+    assert missing_figures({"loss_log": [1], "history": [{"kind": "refresh", "dev_ndcg@10": 0.5}]}, [1], [1]) == []
 
 
 def test_report_of_a_folder_without_a_run_names_the_fix(tmp_path):

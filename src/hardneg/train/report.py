@@ -131,6 +131,31 @@ def _figures(summary, shares, maps) -> list[tuple[str, str]]:
     return out
 
 
+def missing_figures(summary, shares, maps) -> list[str]:
+    """Why each figure that :func:`_figures` leaves out has nothing to draw (one line each)."""
+    history = summary.get("history") or []
+    every = (summary.get("config") or {}).get("logging_steps")
+    why = []
+    if not summary.get("loss_log"):
+        why.append(f"Training loss: it is logged every {every} steps and this run took {summary.get('steps')}."
+                   if every else "Training loss: no loss was logged.")
+    if not any("dev_ndcg@10" in e for e in history):
+        why.append("Dev metrics: no dev split was evaluated (--dev-split none, or the data has no dev split).")
+    if not any(e.get("kind") == "refresh" for e in history):
+        why.append("Refreshes: this run had no ANCE refresh (--refresh-every).")
+    if not shares:
+        why.append("Gradient shares: none were logged (--log-gradient-every).")
+    if not maps:
+        why.append("Neighbourhoods of telling queries: no dense embeddings to place them with.")
+    return why
+
+
+def _not_drawn(why: list[str]) -> str:
+    if not why:
+        return ""
+    return "<h2>Not drawn</h2><ul class='why'>" + "".join(f"<li>{html.escape(w)}</li>" for w in why) + "</ul>"
+
+
 def _table(rows: list[tuple[str, dict[str, float]]]) -> str:
     if not rows:
         return "<p><em>No gradient shares were logged (loss other than mnrl/cached-mnrl, or logging off).</em></p>"
@@ -191,6 +216,7 @@ that sum: hard_r are each query's own mined negatives by rank, padding its rando
 example's texts.</p>
 {_table(share_table(shares))}
 {figures}
+{_not_drawn(missing_figures(summary, shares, maps))}
 {_refresh_table(summary.get("history") or [])}
 {"<h2>The telling queries</h2>" + map_texts(maps) if maps else ""}
 </body></html>"""
