@@ -223,11 +223,23 @@ def short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+LISTED = 6  # documents listed under each map: all of its positives and hard negatives, then the most weighted others
+
+
+def listed_points(points: list[dict]) -> list[dict]:
+    """What a map's list shows: every positive and kept hard negative (the ones its headline talks about), then
+    the most weighted of the rest up to :data:`LISTED`; each group by weight."""
+    by_weight = sorted(points, key=lambda p: -p["weight"])
+    always = [p for p in by_weight if p["kind"] in ("positive", "hard negative")]
+    rest = [p for p in by_weight if p["kind"] not in ("positive", "hard negative")]
+    return always + rest[: max(0, LISTED - len(always))]
+
+
 def map_texts(maps) -> str:
-    """The maps' most weighted documents as HTML lists."""
+    """The maps' documents as HTML lists (:func:`listed_points`)."""
     parts = []
     for m in maps:
-        items = sorted(m["points"], key=lambda p: -p["weight"])[:6]
+        items = listed_points(m["points"])
         lis = "".join(f"<li><b>{html.escape(p['kind'])}</b> weight {p['weight']:.3f}, cos {p['score']:.3f}: "
                       f"{html.escape(short(p['text'], 160))}</li>" for p in items)
         parts.append(f"<h3>{html.escape(m['query'])}</h3><p class='why'>{html.escape(m['reason'])}</p><ul>{lis}</ul>")

@@ -143,3 +143,21 @@ def test_neighbourhood_shows_each_text_once_even_when_a_skipped_candidate_became
     kinds = {p["text"]: p["kind"] for p in q0["points"]}
     assert kinds["n0"] == "hard negative" and kinds["shared"] == "padding" and kinds["s0"] == "skipped candidate"
     assert sum(k == "in-batch" for k in kinds.values()) == 3
+
+
+def test_a_maps_list_always_shows_its_positive_and_hard_negatives():
+    """The headline of a telling query talks about its positive and hard negatives: the list must show them even
+    when six in-batch documents weigh more (it used to show the six heaviest only)."""
+    from hardneg.neighbourhood import listed_points, map_texts
+
+    def point(kind, weight):
+        return {"kind": kind, "text": f"{kind} {weight}", "x": 0.0, "y": 0.0, "weight": weight, "score": 0.5}
+
+    points = ([point("in-batch", 0.9 - i / 100) for i in range(8)] + [point("positive", 0.01)]
+              + [point("hard negative", w) for w in (0.02, 0.05)] + [point("padding", 0.5)])
+    listed = listed_points(points)
+    assert [(p["kind"], p["weight"]) for p in listed] == [
+        ("hard negative", 0.05), ("hard negative", 0.02), ("positive", 0.01),
+        ("in-batch", 0.9), ("in-batch", 0.89), ("in-batch", 0.88)]
+    page = map_texts([{"query": "q", "reason": "a hard negative outscores the positive", "points": points}])
+    assert "positive</b> weight 0.010" in page and page.count("<li>") == 6
