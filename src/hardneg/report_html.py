@@ -157,24 +157,31 @@ def _plots(groups: dict[str, np.ndarray], score_name: str) -> list[tuple[str, st
     sources = sorted({k.split("|", 1)[0] for k in groups if not k.startswith("all|")})
     plots = []
     for name in sources:
-        series = {
-            "positives": groups[f"{name}|positive"],
-            "candidates (before denoising)": groups[f"{name}|candidates"],
-            "candidates after denoising": groups[f"{name}|after_denoise"],
-        }
+        candidates, kept = groups[f"{name}|candidates"], groups[f"{name}|after_denoise"]
+        denoised = len(kept) != len(candidates)
+        series = {"positives": groups[f"{name}|positive"],
+                  "candidates (before denoising)" if denoised else "candidates": candidates}
+        if denoised:
+            series["candidates after denoising"] = kept
+        # the kept negatives' scores are on this source's scale when it is the only one (or all are teacher logits)
+        if len(sources) == 1 or score_name == "teacher logit":
+            series["kept negatives"] = groups.get("all|negative", np.empty(0))
         finite = [v for v in series.values() if len(v)]
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
         if finite:
             allv = np.concatenate(finite)
             lo, hi = float(allv.min()), float(allv.max())
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
-            styles = ({"alpha": 0.6}, {"alpha": 0.35}, {"histtype": "step", "linewidth": 1.6})
-            for (label, v), style in zip(series.items(), styles):
+            styles = {"positives": {"alpha": 0.6}, "kept negatives": {"histtype": "step", "linewidth": 2.0,
+                                                                         "color": "#c0504d"}}
+            for label, v in series.items():
                 if len(v):
+                    style = styles.get(label, {"histtype": "step", "linewidth": 1.4} if "after" in label
+                                       else {"alpha": 0.35})
                     ax.hist(v, bins=edges, density=True, label=f"{label} (n={len(v)})", **style)
         ax.set_xlabel(score_name)
         ax.set_ylabel("density")
-        ax.set_title(f"{name}: positives vs non-positive candidates")
+        ax.set_title(f"{name}: positives, candidates and kept negatives")
         ax.legend(fontsize=7)
         plots.append((f"{name}: score distributions", _png(fig)))
         plt.close(fig)
@@ -185,9 +192,13 @@ def _drops_plot(dropped: dict[str, int]) -> str:
     plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 0.35 * max(len(dropped), 2) + 1))
-    names = [name for name, n, _ in stage_rows(0, dropped) if n >= 0][::-1]  # pipeline order, top to bottom
-    ax.barh(names, [dropped[n] for n in names], color="#c0504d")
-    ax.set_xlabel("candidates dropped")
+    rows = [(name, n) for name, n, _ in stage_rows(0, dropped)][::-1]  # pipeline order, top to bottom
+    labels = [f"{name} (added)" if n < 0 else name for name, n in rows]
+    ax.barh(labels, [abs(n) for _, n in rows], color=["#4f81bd" if n < 0 else "#c0504d" for _, n in rows])
+    ax.set_xscale("symlog", linthresh=1)  # counts span 1 to 10^5+: on a linear axis the big step hides the rest
+    for y, (_, n) in enumerate(rows):
+        ax.text(max(abs(n), 1), y, f" {abs(n):,}", va="center", fontsize=7)
+    ax.set_xlabel("candidates dropped (log scale); padding adds")
     ax.set_title("what each selection step dropped")
     out = _png(fig)
     plt.close(fig)
@@ -221,7 +232,7 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
         for title, uri in plots:
             parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{uri}'>")
         parts += _map_section(run)
-        parts += _examples_section(meta["examples"])
+        parts += _examples_section(meta["examples"], denoised=bool(meta.get("denoise_rule")))
     except KeyError as exc:
         raise HardnegError(f"{run.path}'s report files lack {exc}: they are damaged or from another version; "
                            f"mine again with --run-dir {run.path} to write them again.") from exc
@@ -326,14 +337,17 @@ def _map_section(run: RunDir) -> list[str]:
             map_texts(maps)]
 
 
-def _examples_section(examples: list[dict]) -> list[str]:
+def _examples_section(examples: list[dict], denoised: bool) -> list[str]:
+    """Each example's positives, kept hard negatives and, when the run denoised, what it dropped as false
+    negatives (without a denoise rule that column would be empty everywhere, so it is left out)."""
     parts = ["<h2>Examples</h2>"]
     for ex in examples:
-        parts.append(
-            f"<h3>{html.escape(ex['query_id'])}: {html.escape(ex['query'])}</h3><table class='ex'><tr>"
-            "<th class='l'>positives</th><th class='l'>dropped as false negatives</th>"
-            "<th class='l'>kept hard negatives</th></tr><tr>"
-            f"<td>{_doc_cells(ex['positives'])}</td><td>{_doc_cells(ex['dropped'])}</td>"
-            f"<td>{_doc_cells(ex['kept'])}</td></tr></table>"
-        )
+        columns = [("positives", ex["positives"])]
+        if denoised:
+            columns.append(("dropped as false negatives", ex["dropped"]))
+        columns.append(("kept hard negatives", ex["kept"]))
+        head = "".join(f"<th class='l'>{name}</th>" for name, _ in columns)
+        cells = "".join(f"<td>{_doc_cells(docs)}</td>" for _, docs in columns)
+        parts.append(f"<h3>{html.escape(ex['query_id'])}: {html.escape(ex['query'])}</h3>"
+                     f"<table class='ex'><tr>{head}</tr><tr>{cells}</tr></table>")
     return parts
