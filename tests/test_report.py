@@ -129,3 +129,13 @@ def test_drops_plot_shows_padding_as_added(monkeypatch):
 def test_report_of_an_empty_run_dir_says_what_to_do(tmp_path):
     with pytest.raises(HardnegError, match="hardneg mine"):
         render_html(tmp_path)
+
+
+def test_report_of_a_training_output_points_to_its_two_reports(tmp_path):
+    (tmp_path / "train_summary.json").write_text("{}")
+    (tmp_path / "hardneg-run").mkdir()
+    (tmp_path / "hardneg-run" / "report.json").write_text("{}")
+    with pytest.raises(HardnegError) as info:
+        render_html(tmp_path)
+    assert str(info.value) == (f"{tmp_path} is a training output: its training report is {tmp_path / 'report.html'}, "
+                               f"and the mining report of its negatives: hardneg report {tmp_path / 'hardneg-run'}.")

@@ -246,6 +246,11 @@ def render_html(run_dir: str | Path, output: str | Path | None = None) -> Path:
 def _read_run(run: RunDir) -> tuple[dict, dict, dict]:
     """The report, the score samples and the examples of a run directory; each checked."""
     if not run.report.is_file():
+        if (run.path / "train_summary.json").is_file():  # the --output folder of `hardneg train`
+            mined = run.path / "hardneg-run"
+            raise HardnegError(f"{run.path} is a training output: its training report is {run.path / 'report.html'}"
+                               + (f", and the mining report of its negatives: hardneg report {mined}."
+                                  if (mined / "report.json").is_file() else "."))
         raise HardnegError(f"{run.path} holds no report.json; run `hardneg mine ... --run-dir {run.path}` first.")
     report = read_report_file(run.report, lambda p: json.loads(p.read_text(encoding="utf-8")))
     snap_path, ex_path = run.snapshot, run.examples

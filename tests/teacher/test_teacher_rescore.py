@@ -137,3 +137,19 @@ def test_miner_rescores_once_and_later_selection_reads_saved_scores(tmp_path, ti
 def test_rescoring_other_data_is_refused(tiny_train, bm25_candidates):
     with pytest.raises(HardnegError, match="other data"):
         rescore_candidates(bm25_candidates, tiny_train.subset([0, 1]), OverlapScorer(), show_progress=False)
+
+
+def test_a_teacher_that_reranks_dev_worse_than_the_first_stage_is_flagged():
+    from hardneg.train.reranker import TeacherTrainingResult
+
+    def result(reranked: float) -> TeacherTrainingResult:
+        return TeacherTrainingResult("t", "b", {"loss": "listwise"}, 10, 30, 3, {"train": 1.0},
+                                     dev={"first_stage": {"ndcg@10": 0.7697}, "reranked": {"ndcg@10": reranked}},
+                                     dev_queries=20)
+
+    table = result(0.2237).format_table()
+    assert table.splitlines()[-1] == (
+        "WARNING   this teacher reranks dev worse than the first stage (nDCG@10 0.2237 vs 0.7697): it is "
+        "undertrained. Train longer (--max-steps, --epochs) or on more queries before mining with it.")
+    assert "WARNING" not in result(0.8).format_table()
+    assert TeacherTrainingResult("t", "b", {"loss": "x"}, 1, 1, 1, {}).weaker_than_first_stage() is None  # no dev

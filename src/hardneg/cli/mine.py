@@ -75,7 +75,7 @@ def register(sub) -> None:
         "without it BM25.",
     )
     add_data_args(ev, default_split="test")
-    add_retriever_args(ev)
+    add_retriever_args(ev, evaluates=True)
     add_executor_args(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object with the metrics, nothing else")
     ev.set_defaults(func=cmd_eval)

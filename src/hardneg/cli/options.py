@@ -103,7 +103,7 @@ def add_data_args(p: argparse.ArgumentParser, default_split: str = "train") -> N
     p.set_defaults(default_split=default_split)
 
 
-def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False) -> None:
+def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False, evaluates: bool = False) -> None:
     g = p.add_argument_group("retrieval")
     if trains_model:
         g.add_argument("--retriever", choices=RETRIEVERS,
@@ -138,13 +138,19 @@ def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False
                    "(default: float32)")
     g.add_argument("--memory-budget", type=budget_bytes,
                    help="memory (beyond the model) that picks encoding and search block sizes, e.g. 4GB; "
-                   "see the README's peak-memory table (default: one search shard)")
+                   "see the README's peak-memory table (default: search shards of at most 512 MiB, 4,096-query "
+                   "blocks)")
     g.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion (default: rrf)")
     g.add_argument("--stemmer", default="english", help="BM25 stemmer language, or 'none' (default: english)")
     g.add_argument("--stopwords", default="en", help="BM25 stopword list, or 'none' (default: en)")
-    g.add_argument("--depth", type=int, help="candidates retrieved per query (default: max(100, range-max + 10))")
-    g.add_argument("--run-dir",
-                   help="where embeddings, BM25 indexes and candidates are cached (default: hardneg-run beside --output)")
+    if evaluates:
+        g.add_argument("--depth", type=int, help="documents ranked per query (default: 100)")
+        g.add_argument("--run-dir", help="where embeddings and BM25 indexes are cached, so that the next eval of the "
+                       "same model and data encodes nothing (default: none, every eval encodes again)")
+    else:
+        g.add_argument("--depth", type=int, help="candidates retrieved per query (default: max(100, range-max + 10))")
+        g.add_argument("--run-dir", help="where embeddings, BM25 indexes and candidates are cached "
+                       "(default: hardneg-run beside --output)")
     p.set_defaults(trains_model=trains_model)
 
 

@@ -28,11 +28,11 @@ logger = logging.getLogger("hardneg")
 TRAIN_EXAMPLES = """\
 examples:
   # a MiniLM-sized teacher with the defaults (the recipe of runs/teacher-d in bench/RESULTS.md), 500 steps
-  hardneg train-reranker data/debian-desc --split train --base sentence-transformers/all-MiniLM-L6-v2 \\
+  hardneg train-reranker data/sample --split train --base sentence-transformers/all-MiniLM-L6-v2 \\
       --output runs/teacher --max-steps 500
 
   # then mine with it: denoise false negatives, distil its scores
-  hardneg mine data/debian-desc --retriever dense --model sentence-transformers/all-MiniLM-L6-v2 \\
+  hardneg mine data/sample --retriever dense --model sentence-transformers/all-MiniLM-L6-v2 \\
       --cross-encoder runs/teacher --denoise probability --denoise-threshold 0.9 --format flag -o train.jsonl
 
 Interrupted? Run the same command again: training resumes from its last checkpoint.

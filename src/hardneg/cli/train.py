@@ -48,7 +48,7 @@ examples:
   hardneg train data/sample --model ./minilm --negatives scored.jsonl --loss margin-mse --output runs/mse
 
   # listwise distillation: 7 candidates per query, soft-labelled by a cross-encoder teacher
-  hardneg mine data/sample --retriever dense --depth 30 --cross-encoder runs/teacher --score-source teacher \
+  hardneg mine data/sample --retriever dense --depth 30 --cross-encoder runs/teacher --score-source teacher \\
       --num-negatives 7 --format n-tuple --with-scores --output scored7.jsonl
   hardneg train data/sample --model ./minilm --negatives scored7.jsonl --loss listwise-distill --output runs/kd
 

@@ -149,7 +149,20 @@ class TeacherTrainingResult:
             lines += ["", f"dev reranking ({self.dev_queries} queries)", f"{'ranking':<22}" + "".join(f"{k:>12}" for k in keys)]
             for name, metrics in self.dev.items():
                 lines.append(f"{name:<22}" + "".join(f"{metrics[k]:>12.4f}" for k in keys))
+            warning = self.weaker_than_first_stage()
+            if warning:
+                lines += ["", warning]
         return "\n".join(lines)
+
+    def weaker_than_first_stage(self) -> str | None:
+        """A warning when reranking with this teacher ranks dev worse than the first stage it reranks (nDCG@10):
+        such a teacher's scores would denoise and label at random or worse."""
+        first, reranked = (self.dev or {}).get("first_stage"), (self.dev or {}).get("reranked")
+        if not first or not reranked or "ndcg@10" not in first or reranked["ndcg@10"] >= first["ndcg@10"]:
+            return None
+        return (f"WARNING   this teacher reranks dev worse than the first stage (nDCG@10 {reranked['ndcg@10']:.4f} vs "
+                f"{first['ndcg@10']:.4f}): it is undertrained. Train longer (--max-steps, --epochs) or on more "
+                "queries before mining with it.")
 
 
 def sample_queries(data, n: int | None, seed: int):
