@@ -210,8 +210,33 @@ def test_selection_flags_cover_every_selection_field_and_build_the_config(tiny_d
 
 def test_a_memory_budget_that_is_no_size_is_refused_in_one_line(tiny_dir, capsys):
     assert main(["-q", "mine", str(tiny_dir), "--memory-budget", "lots", "--output", "x.jsonl"]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == "hardneg: error: argument --memory-budget: a memory budget looks like 4GB, 512MB or 16GiB; got 'lots'."
+    assert capsys.readouterr().err.strip() == (  # one line, no usage dump above it
+        "hardneg: error: argument --memory-budget: a memory budget looks like 4GB, 512MB or 16GiB; got 'lots'. "
+        "(hardneg mine --help lists the flags)")
+
+
+def test_a_mistyped_choice_gets_the_close_one_suggested(tiny_dir, capsys):
+    assert main(["mine", str(tiny_dir), "--format", "triplets", "--output", "x.jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hardneg: error: argument --format: invalid choice: 'triplets'") and "\n" not in err
+    assert err.endswith("; did you mean 'triplet'? (hardneg mine --help lists the flags)")
+    assert main(["mine", str(tiny_dir), "--format", "zzz", "--output", "x.jsonl"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_quiet_works_after_the_command_too_and_version_prints(tiny_dir, tmp_path, capsys):
+    from hardneg.cli import build_parser
+
+    parser = build_parser()
+    after = parser.parse_args(["mine", str(tiny_dir), "-o", "x.jsonl", "-q"])
+    before = parser.parse_args(["-q", "mine", str(tiny_dir), "-o", "x.jsonl"])
+    neither = parser.parse_args(["mine", str(tiny_dir), "-o", "x.jsonl"])
+    assert (after.quiet, before.quiet, neither.quiet) == (True, True, False)
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"hardneg {version('hardneg')}"
 
 
 def test_dense_scale_flags_build_the_retriever_they_name(tiny_dir, tmp_path, fake_encoder):

@@ -27,19 +27,44 @@ class _Parser(argparse.ArgumentParser):
     """argparse with hardneg's one-line error format (``hardneg: error: ...``)."""
 
     def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"hardneg: error: {message}\n")
+        self.exit(2, f"hardneg: error: {message}{did_you_mean(message)} ({self.prog} --help lists the flags)\n")
+
+
+def did_you_mean(message: str) -> str:
+    """``"; did you mean 'triplet'?"`` for argparse's invalid-choice message when one choice is close, else ``""``."""
+    import difflib
+    import re
+
+    found = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hardneg", description="Mine, clean and train with hard negatives for dense retrievers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("--version", action="version", version=f"hardneg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     mine.register(sub)
     teacher.register(sub)
     report.register(sub)
     train.register(sub)
+    for command in sub.choices.values():  # -q also after the command (hardneg mine ... -q)
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress bars or info messages")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hardneg")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "(not installed)"
 
 
 def _configure_logging(quiet: bool) -> None:
