@@ -93,6 +93,11 @@ def a_file_named(relative: str):
     return prepare
 
 
+def a_trained_model(ws: Workspace, mp) -> None:
+    (ws.root / "trained" / "final").mkdir(parents=True)
+    (ws.root / "trained" / "final" / "config.json").write_text("{}")
+
+
 def corpus_holding(text: str):
     def prepare(ws: Workspace, mp) -> None:
         (ws.data / "corpus.jsonl").write_text(text, encoding="utf-8")
@@ -240,6 +245,9 @@ CASES = [
     Case("model-name-not-in-cache", mine("--retriever", "dense", "--model", "no-such-org/no-such-model"),
          "Could not load the model", early=False),
     Case("corpus-empty", mine(), "corpus.jsonl: no documents", prepare=corpus_holding("")),
+    Case("train-over-a-trained-model", train(), "already holds a trained model", prepare=a_trained_model),
+    Case("train-output-is-a-file-and-a-run-dir-would-be-under-it",
+         ("train", "{data}", "--model", "{model}", "--output", "{out}"), "--output "),
     Case("corpus-only-empty-texts", mine(), "no documents (", prepare=corpus_holding(
         '{"_id": "a", "text": ""}\n{"_id": "b", "text": "  "}\n')),
     Case("pairs-wrong-columns", ("mine", "{pairs}", "--corpus", "{corpus}", "--query-column", "question", "-o", "{new}"),

@@ -264,9 +264,12 @@ def cmd_train(args) -> int:
     loss = _loss_config(args)
     if args.max_length is None:
         args.max_length = 128
-    output = Path(args.output)
+    output = check_output(Path(args.output), args, folder=True)  # first: a bad --output is what the user typed
+    if not args.resume and (output / "final").is_dir():
+        raise HardnegError(f"--output {output} already holds a trained model ({output / 'final'}); training again "
+                           "would replace it. Choose another --output, remove that folder first, or add --resume to "
+                           "continue from its checkpoints.")
     run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
-    check_output(output, args, folder=True)
     if args.negatives:
         check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
     data = load_data(args)
