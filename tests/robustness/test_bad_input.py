@@ -241,6 +241,7 @@ CASES = [
     Case("model-missing", mine("--retriever", "dense", "--model", "{root}/no-model"),
          "/no-model: no such folder"),
     Case("model-missing-relative", mine("--model", "./no-model"), "--model ./no-model: no such folder"),
+    Case("cross-encoder-is-a-bi-encoder", mine("--cross-encoder", "{model}"), "has no trained scoring head"),
     Case("cross-encoder-missing", mine("--cross-encoder", "{root}/no-ce"), "/no-ce: no such folder"),
     Case("model-name-not-in-cache", mine("--retriever", "dense", "--model", "no-such-org/no-such-model"),
          "Could not load the model", early=False),

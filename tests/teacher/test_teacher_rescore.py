@@ -153,3 +153,14 @@ def test_a_teacher_that_reranks_dev_worse_than_the_first_stage_is_flagged():
         "undertrained. Train longer (--max-steps, --epochs) or on more queries before mining with it.")
     assert "WARNING" not in result(0.8).format_table()
     assert TeacherTrainingResult("t", "b", {"loss": "x"}, 1, 1, 1, {}).weaker_than_first_stage() is None  # no dev
+
+
+def test_a_bi_encoder_folder_is_refused_as_a_teacher(tiny_models):
+    """Loaded as a cross-encoder, a bi-encoder gets a random scoring head: its scores would label nothing."""
+    from hardneg.errors import HardnegError
+    from hardneg.teacher.scorer import CrossEncoderScorer
+
+    bi, ce = map(str, tiny_models)
+    with pytest.raises(HardnegError, match="has no trained scoring head"):
+        CrossEncoderScorer(bi, precision="fp32").score_pairs(["q"], ["d"], show_progress=False)
+    assert CrossEncoderScorer(ce, precision="fp32").score_pairs(["q"], ["d"], show_progress=False).shape == (1,)

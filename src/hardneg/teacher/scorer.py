@@ -8,6 +8,7 @@ both ends of the scale, which MarginMSE-style distillation needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -85,6 +86,12 @@ class CrossEncoderScorer(LazyModel):
                          precision=precision, device=device)
 
     def _load(self, name_or_path: str):
+        local = Path(str(name_or_path))
+        if local.is_dir() and (local / "config.json").is_file() and not is_trained_cross_encoder_dir(local):
+            raise HardnegError(
+                f"{name_or_path} has no trained scoring head (a bi-encoder or a base model): as a teacher it would "
+                "score with a randomly initialised one. Train a teacher from it first: hardneg train-reranker DATA "
+                f"--base {name_or_path} --output runs/teacher, then pass --cross-encoder runs/teacher.")
         return load_cross_encoder(name_or_path, device=self.device)
 
     def key(self) -> str:
@@ -165,6 +172,19 @@ def _saved_max_length(path: Path) -> int | None:
     return None
 
 
+@contextlib.contextmanager
+def transformers_quiet():
+    """transformers' own warnings off (errors still show) while the block runs."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 def load_cross_encoder(name_or_path: str, device: str | None = None, *, max_length: int | None = None):
     """Load a one-output ``CrossEncoder``, turning the usual failures into actionable errors."""
     try:
@@ -174,8 +194,12 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, *, max_leng
             "Cross-encoder teachers need sentence-transformers and torch: pip install 'hardneg[dense]' "
             "(install torch==2.13.0 first for the CPU build)."
         ) from exc
+    local = Path(str(name_or_path))
+    if local.is_dir() and (local / "config.json").is_file() and not is_trained_cross_encoder_dir(local):
+        logger.info("%s has no scoring head: a new one is initialised (train-reranker trains it)", name_or_path)
     try:
-        model = CrossEncoder(name_or_path, num_labels=1, device=device, max_length=max_length)
+        with transformers_quiet():  # its load report lists the new head's weights as MISSING, in colour
+            model = CrossEncoder(name_or_path, num_labels=1, device=device, max_length=max_length)
     except Exception as exc:  # a missing, truncated or foreign model: any load failure is the input's
         raise HardnegError(
             f"Could not load the cross-encoder {name_or_path!r}: {type(exc).__name__}: {first_line(exc)}. Pass a "
