@@ -64,7 +64,9 @@ def _add_train_reranker(sub) -> None:
     g.add_argument("--max-queries", type=int, help="train on a seeded random sample of N queries")
     m = tr.add_argument_group("model and training")
     m.add_argument("--base", required=True, help="model to start from (a bi-encoder gets a fresh scoring head)")
-    m.add_argument("--output", "-o", required=True, help="directory for the teacher (and its checkpoints while training)")
+    m.add_argument("--output", "-o", required=True,
+                   help="directory for the teacher; a sibling OUTPUT.work keeps the mining cache and, while training, "
+                   "the checkpoints (a rerun reuses it; delete it when done)")
     m.add_argument("--negatives", choices=RETRIEVERS, default="hybrid",
                    help="where training negatives come from (default: hybrid)")
     m.add_argument("--negatives-model", help="bi-encoder for dense/hybrid negatives (default: --base)")
