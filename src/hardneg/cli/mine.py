@@ -62,7 +62,8 @@ def register(sub) -> None:
     add_executor_args(mine)
     out = mine.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="triplet", help="training-file layout (default: triplet)")
-    out.add_argument("--output", "-o", required=True, help="file to write: .jsonl, .jsonl.gz or .parquet")
+    out.add_argument("--output", "-o", required=True,
+                     help="file to write: .jsonl, .jsonl.gz or .parquet (.json and .json.gz are written as JSON lines too)")
     out.add_argument("--with-scores", action="store_true",
                      help="add the selection's scores to triplet/n-tuple/labeled rows (the retriever's; the "
                      "teacher's with --score-source teacher)")
