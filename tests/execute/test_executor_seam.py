@@ -197,3 +197,25 @@ def test_teacher_scores_go_through_the_miners_executor(tmp_path, tiny_train):
               executor=backwards).mine(tiny_train)
     assert backwards.handed
     np.testing.assert_array_equal(a.candidates.teacher_scores, b.candidates.teacher_scores)
+
+
+@pytest.mark.parametrize("address,expected", [(None, {"_node_ip_address": "127.0.0.1"}), ("auto", {})])
+def test_a_local_ray_cluster_listens_on_loopback_only(monkeypatch, address, expected):
+    """Starting a cluster (no address) binds it to 127.0.0.1; joining one passes no address of our own. Checked
+    on a stand-in for the ray module: no Ray process starts here."""
+    from types import SimpleNamespace
+
+    from hardneg.execute import ray_engine
+
+    calls = []
+    fake = SimpleNamespace(
+        is_initialized=lambda: False,
+        init=lambda **kwargs: calls.append(kwargs),
+        get_runtime_context=lambda: SimpleNamespace(gcs_address="127.0.0.1:6379"),
+        cluster_resources=lambda: {"CPU": 2.0},
+    )
+    monkeypatch.setattr(ray_engine, "import_ray", lambda: fake)
+    ray_engine.RayExecutor(address=address, workers=2, cpus_per_worker=0.5).connect()
+    (kwargs,) = calls
+    assert kwargs["address"] == address
+    assert {k: v for k, v in kwargs.items() if k == "_node_ip_address"} == expected

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 RAY_MISSING = "--executor ray needs Ray: pip install 'hardneg[ray]'"
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def import_ray():
     """The ``ray`` module, or a one-line error saying how to install it."""
     try:
@@ -155,12 +158,17 @@ class RayExecutor:
             yield done, rows
 
     def connect(self) -> None:
-        """Join ``address`` (or start a local cluster) unless this process already is connected."""
+        """Join ``address`` (or start a local cluster) unless this process already is connected.
+
+        A local cluster listens on loopback only (127.0.0.1): Ray's default, the host's own
+        address, would open its ports to the network for a cluster no other machine joins.
+        """
         ray = import_ray()
         if not ray.is_initialized():
+            local = {"_node_ip_address": LOOPBACK} if self.address is None else {}
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
+                         log_to_driver=False, **local)
             except ConnectionError as exc:
                 raise HardnegError(f"Could not reach the Ray cluster at {self.address}: {exc}. Check --ray-address "
                                    "(or drop it to start a local cluster).") from exc
