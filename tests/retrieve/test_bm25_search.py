@@ -85,6 +85,28 @@ def tied_data() -> RetrievalData:
     )
 
 
+def crossed_ties_data() -> RetrievalData:
+    """Tied documents that a query's postings reach out of row order: row 0 holds only the query's second
+    word and row 1 only its first, with equal scores, so the lower row is hit last and must still rank first."""
+    texts = ["plum", "pear", "plum", "pear", "fig fig", "kiwi"]
+    queries = ["pear plum", "plum pear", "pear kiwi plum fig"]
+    return RetrievalData(
+        corpus=Corpus(ids=[f"d{i}" for i in range(len(texts))], titles=[""] * len(texts), texts=texts),
+        queries=Queries(ids=[f"q{i}" for i in range(len(queries))], texts=queries),
+        positives=[np.array([5], dtype=np.int32) for _ in queries],
+        grades=[np.array([1], dtype=np.int32) for _ in queries],
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_ties_reached_out_of_row_order_still_go_to_the_lower_row(backend, depth):
+    assert_same_as_reference(crossed_ties_data(), BM25Config(stopwords=None), depth, backend)
+    cands = BM25Retriever(BM25Config(stopwords=None), backend=backend).retrieve(crossed_ties_data(), depth,
+                                                                                 show_progress=False)
+    assert cands.doc_ids[0, 0] == 0  # "pear plum": rows 1 and 3 (pear) are hit before 0 and 2 (plum)
+
+
 def test_top_k_orders_by_score_then_document_row():
     scores = np.array([0.5, 0.9, 0.5, 0.1, 0.9, 0.5], np.float32)
     rows = np.arange(6)
@@ -174,3 +196,17 @@ def test_score_query_is_bm25s_score_vector_bit_for_bit(method):
         tokens = rng.integers(0, n_terms, size=rng.integers(0, 12)).astype(np.int32)  # repeats included
         expected = index.get_scores_from_ids(tokens.tolist())
         assert np.array_equal(score_query(index, tokens).view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("ratio", [0, 10**9], ids=["every-document-pass", "hit-documents-only"])
+@pytest.mark.parametrize("method", METHODS)
+def test_numba_both_passes_equal_the_reference(monkeypatch, tiny_train, method, ratio):
+    """The numba search passes over every document, or (few postings, base <= 0) over the documents the query
+    hit only; forced each way, both give the reference's rows and bits, ties included."""
+    from hardneg.retrieve import bm25_numba
+
+    monkeypatch.setattr(bm25_numba, "SPARSE_RATIO", ratio)
+    for data, depth in ((tied_data(), 7), (tied_data(), 500), (crossed_ties_data(), 1), (crossed_ties_data(), 3),
+                        (tiny_train, 20)):
+        assert_same_as_reference(data, BM25Config(method=method, stopwords=None), depth, "numba")
