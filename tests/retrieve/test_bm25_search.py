@@ -196,17 +196,3 @@ def test_score_query_is_bm25s_score_vector_bit_for_bit(method):
         tokens = rng.integers(0, n_terms, size=rng.integers(0, 12)).astype(np.int32)  # repeats included
         expected = index.get_scores_from_ids(tokens.tolist())
         assert np.array_equal(score_query(index, tokens).view(np.uint32), expected.view(np.uint32))
-
-
-@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
-@pytest.mark.parametrize("ratio", [0, 10**9], ids=["every-document-pass", "hit-documents-only"])
-@pytest.mark.parametrize("method", METHODS)
-def test_numba_both_passes_equal_the_reference(monkeypatch, tiny_train, method, ratio):
-    """The numba search passes over every document, or (few postings, base <= 0) over the documents the query
-    hit only; forced each way, both give the reference's rows and bits, ties included."""
-    from hardneg.retrieve import bm25_numba
-
-    monkeypatch.setattr(bm25_numba, "SPARSE_RATIO", ratio)
-    for data, depth in ((tied_data(), 7), (tied_data(), 500), (crossed_ties_data(), 1), (crossed_ties_data(), 3),
-                        (tiny_train, 20)):
-        assert_same_as_reference(data, BM25Config(method=method, stopwords=None), depth, "numba")

@@ -5,11 +5,9 @@ Optional (``pip install numba``; imported only when numba is installed): same re
 rule), several times faster, on every core numba is allowed (``NUMBA_NUM_THREADS``).
 
 Each query adds its tokens' postings into a per-thread ``float32[n_docs]`` buffer, then keeps
-its best ``k`` documents in a heap during one pass over it; a query whose postings are few next
-to the corpus (and whose base score is not positive) notes the documents it hits and passes over
-those only (:data:`SPARSE_RATIO`). Memory: ``9 * n_docs``
-bytes (scores, hit list, marks) per thread of numba's pool (``NUMBA_NUM_THREADS``, the core
-count by default: mind it on a many-core machine with a large corpus), plus the results.
+its best ``k`` documents in a heap during one pass over it. Memory: one ``float32[n_docs]``
+buffer per thread of numba's pool (``NUMBA_NUM_THREADS``, the core count by default: mind it
+on a many-core machine with a large corpus), plus the results.
 
 The search leaves the process's OpenMP thread count as it found it (:func:`openmp_threads_kept`):
 numba's OpenMP threading layer would set it to its own pool size, and torch, which shares
@@ -29,8 +27,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SPARSE_RATIO = 16  # a query whose postings number under n_docs / 16 visits only the documents it hits
-
 
 def search_block(
     index, query_token_ids: Sequence[np.ndarray], bases: np.ndarray, k: int, positives: Sequence[np.ndarray]
@@ -44,16 +40,13 @@ def search_block(
     p_rows = np.concatenate([np.asarray(p, dtype=np.int64) for p in positives] + [np.empty(0, np.int64)])
     n_docs = int(s["num_docs"])
     # one buffer per thread of the pool (get_thread_id() may name any of them, whatever set_num_threads says)
-    threads = numba.config.NUMBA_NUM_THREADS
-    buffers = np.zeros((threads, n_docs), dtype=np.float32)
-    touched = np.empty((threads, n_docs), dtype=np.int32)  # per thread: the documents the query's postings hit
-    marks = np.zeros((threads, n_docs), dtype=np.bool_)
+    buffers = np.zeros((numba.config.NUMBA_NUM_THREADS, n_docs), dtype=np.float32)
     ids = np.full((len(query_token_ids), k), -1, dtype=np.int32)
     scores = np.full((len(query_token_ids), k), np.nan, dtype=np.float32)
     positive_scores = np.empty(len(p_rows), dtype=np.float32)
     with openmp_threads_kept():
         _search(s["data"], s["indices"], s["indptr"], q_ptr, q_tokens, bases.astype(np.float32), p_ptr, p_rows,
-                buffers, touched, marks, ids, scores, positive_scores, SPARSE_RATIO)
+                buffers, ids, scores, positive_scores)
     return ids, scores, positive_scores
 
 
@@ -112,75 +105,34 @@ def _sift_up(heap_s, heap_r, at):
         at = parent
 
 
-@numba.njit(inline="always", cache=True)
-def _keep(heap_s, heap_r, size, k, score, doc):
-    """Offer one document to the heap of the best ``k`` by (score desc, row asc); returns the new size."""
-    if size < k:
-        heap_s[size], heap_r[size] = score, doc
-        _sift_up(heap_s, heap_r, size)
-        return size + 1
-    if _worse(heap_s[0], heap_r[0], score, doc):
-        heap_s[0], heap_r[0] = score, doc
-        _sift_down(heap_s, heap_r, size, 0)
-    return size
-
-
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _search(data, indices, indptr, q_ptr, q_tokens, bases, p_ptr, p_rows, buffers, touched, marks, ids, scores,
-            pos_out, sparse_ratio):
+def _search(data, indices, indptr, q_ptr, q_tokens, bases, p_ptr, p_rows, buffers, ids, scores, pos_out):
     k = ids.shape[1]
     for q in numba.prange(len(q_ptr) - 1):
-        tid = numba.get_thread_id()
-        acc, hit, mark = buffers[tid], touched[tid], marks[tid]  # all zero / False between queries
+        acc = buffers[numba.get_thread_id()]  # all zero between queries
+        for t in range(q_ptr[q], q_ptr[q + 1]):  # token after token, as bm25s adds them
+            for j in range(indptr[q_tokens[t]], indptr[q_tokens[t] + 1]):
+                acc[indices[j]] += data[j]
         base = bases[q]
-        postings = 0
-        for t in range(q_ptr[q], q_ptr[q + 1]):
-            postings += indptr[q_tokens[t] + 1] - indptr[q_tokens[t]]
         heap_s = np.empty(k, dtype=np.float32)
         heap_r = np.empty(k, dtype=np.int64)
         size = 0
-        # With base <= 0 a document no posting hits scores base <= 0 and cannot rank. When the query's postings
-        # are few next to the corpus, note the documents they hit and visit only those, in the order hit (the
-        # heap's rule is a total order, so the order does not matter); otherwise one pass over every document.
-        if base <= 0 and postings * sparse_ratio < len(acc):
-            n_hit = 0
-            for t in range(q_ptr[q], q_ptr[q + 1]):  # token after token, as bm25s adds them
-                for j in range(indptr[q_tokens[t]], indptr[q_tokens[t] + 1]):
-                    doc = indices[j]
-                    if not mark[doc]:
-                        mark[doc] = True
-                        hit[n_hit] = doc
-                        n_hit += 1
-                    acc[doc] += data[j]
-            for i in range(n_hit):
-                score = acc[hit[i]] + base
-                if score > 0:
-                    size = _keep(heap_s, heap_r, size, k, score, hit[i])
-            for i in range(p_ptr[q], p_ptr[q + 1]):
-                pos_out[i] = acc[p_rows[i]] + base
-            for i in range(n_hit):  # back to zero: only what this query touched
-                acc[hit[i]] = 0
-                mark[hit[i]] = False
-        else:
-            for t in range(q_ptr[q], q_ptr[q + 1]):  # token after token, as bm25s adds them
-                for j in range(indptr[q_tokens[t]], indptr[q_tokens[t] + 1]):
-                    acc[indices[j]] += data[j]
-            floor = np.float32(0)  # a document must beat this: 0 until k are kept, then the worst kept
-            for doc in range(len(acc)):  # rows ascending, so a later document never wins a tie
-                score = acc[doc] + base
-                if score > floor:
-                    if size < k:
-                        heap_s[size], heap_r[size] = score, doc
-                        _sift_up(heap_s, heap_r, size)
-                        size += 1
-                    else:
-                        heap_s[0], heap_r[0] = score, doc
-                        _sift_down(heap_s, heap_r, size, 0)
-                    if size == k:
-                        floor = heap_s[0]
-            for i in range(p_ptr[q], p_ptr[q + 1]):
-                pos_out[i] = acc[p_rows[i]] + base
-            acc[:] = 0
+        floor = np.float32(0)  # a document must beat this: 0 until k are kept, then the worst kept
+        for doc in range(len(acc)):  # rows ascending, so a later document never wins a tie
+            score = acc[doc] + base
+            if score > floor:
+                if size < k:
+                    heap_s[size], heap_r[size] = score, doc
+                    _sift_up(heap_s, heap_r, size)
+                    size += 1
+                else:
+                    heap_s[0], heap_r[0] = score, doc
+                    _sift_down(heap_s, heap_r, size, 0)
+                if size == k:
+                    floor = heap_s[0]
+        for i in range(p_ptr[q], p_ptr[q + 1]):
+            pos_out[i] = acc[p_rows[i]] + base
+        acc[:] = 0
         for at in range(size - 1, -1, -1):  # pop the worst into the last free slot: the best ends first
             ids[q, at], scores[q, at] = heap_r[0], heap_s[0]
             heap_s[0], heap_r[0] = heap_s[at], heap_r[at]
