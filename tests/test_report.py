@@ -71,14 +71,20 @@ def test_report_page_without_teacher_still_renders(tmp_path, tiny_train):
     assert re.findall(r"<th class='l'>(.*?)</th>", first) == ["positives", "kept hard negatives"]
 
 
-def test_score_histograms_show_the_kept_negatives_and_denoising_only_when_it_ran(tmp_path, tiny_train, monkeypatch):
+@pytest.fixture
+def recorded_plots(monkeypatch):
+    """report_html drawing on a recording stand-in for matplotlib: ``hist`` (labels, legend counts cut off) and
+    ``bars`` (label -> width) say what was drawn."""
     import hardneg.report_html as report_html
 
-    drawn = []
+    drawn = {"hist": [], "bars": {}}
 
     class Axes:
         def hist(self, values, **kwargs):
-            drawn.append(kwargs["label"].split(" (n=")[0])
+            drawn["hist"].append(kwargs["label"].split(" (n=")[0])
+
+        def barh(self, labels, widths, color):
+            drawn["bars"].update(zip(labels, widths))
 
         def __getattr__(self, name):
             return lambda *a, **k: None
@@ -92,38 +98,27 @@ def test_score_histograms_show_the_kept_negatives_and_denoising_only_when_it_ran
 
     monkeypatch.setattr(report_html, "_pyplot", Plt)
     monkeypatch.setattr(report_html, "_png", lambda fig: "data:image/png;base64,")
+    return drawn
+
+
+def test_score_histograms_show_the_kept_negatives_and_denoising_only_when_it_ran(recorded_plots):
+    from hardneg.report_html import _plots
+
     groups = {"bm25|positive": np.ones(3), "bm25|candidates": np.zeros(5), "bm25|after_denoise": np.zeros(5),
               "all|negative": np.zeros(2)}
-    report_html._plots(groups, "retriever score")
-    assert drawn == ["positives", "candidates", "kept negatives"]
-    drawn.clear()
-    report_html._plots({**groups, "bm25|after_denoise": np.zeros(3)}, "retriever score")
-    assert drawn == ["positives", "candidates (before denoising)", "candidates after denoising", "kept negatives"]
+    _plots(groups, "retriever score")
+    assert recorded_plots["hist"] == ["positives", "candidates", "kept negatives"]
+    recorded_plots["hist"].clear()
+    _plots({**groups, "bm25|after_denoise": np.zeros(3)}, "retriever score")
+    assert recorded_plots["hist"] == ["positives", "candidates (before denoising)", "candidates after denoising",
+                                      "kept negatives"]
 
 
-def test_drops_plot_shows_padding_as_added(monkeypatch):
-    import hardneg.report_html as report_html
+def test_drops_plot_shows_padding_as_added(recorded_plots):
+    from hardneg.report_html import _drops_plot
 
-    bars = {}
-
-    class Axes:
-        def barh(self, labels, widths, color):
-            bars.update(zip(labels, widths))
-
-        def __getattr__(self, name):
-            return lambda *a, **k: None
-
-    class Plt:
-        def subplots(self, *a, **k):
-            return object(), Axes()
-
-        def close(self, fig):
-            pass
-
-    monkeypatch.setattr(report_html, "_pyplot", Plt)
-    monkeypatch.setattr(report_html, "_png", lambda fig: "")
-    report_html._drops_plot({"positive": 3, "not_sampled": 146_000, "padding": -6})
-    assert bars == {"positive": 3, "not_sampled": 146_000, "padding (added)": 6}
+    _drops_plot({"positive": 3, "not_sampled": 146_000, "padding": -6})
+    assert recorded_plots["bars"] == {"positive": 3, "not_sampled": 146_000, "padding (added)": 6}
 
 
 def test_report_of_an_empty_run_dir_says_what_to_do(tmp_path):
