@@ -151,6 +151,15 @@ def _pyplot():
     return plt
 
 
+HISTOGRAM_STYLES = {
+    "positives": {"alpha": 0.6},
+    "candidates": {"alpha": 0.35},
+    "candidates (before denoising)": {"alpha": 0.35},
+    "candidates after denoising": {"histtype": "step", "linewidth": 1.4},
+    "kept negatives": {"histtype": "step", "linewidth": 2.0, "color": "#c0504d"},
+}
+
+
 def _plots(groups: dict[str, np.ndarray], score_name: str) -> list[tuple[str, str]]:
     plt = _pyplot()
 
@@ -172,13 +181,9 @@ def _plots(groups: dict[str, np.ndarray], score_name: str) -> list[tuple[str, st
             allv = np.concatenate(finite)
             lo, hi = float(allv.min()), float(allv.max())
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
-            styles = {"positives": {"alpha": 0.6}, "kept negatives": {"histtype": "step", "linewidth": 2.0,
-                                                                         "color": "#c0504d"}}
             for label, v in series.items():
                 if len(v):
-                    style = styles.get(label, {"histtype": "step", "linewidth": 1.4} if "after" in label
-                                       else {"alpha": 0.35})
-                    ax.hist(v, bins=edges, density=True, label=f"{label} (n={len(v)})", **style)
+                    ax.hist(v, bins=edges, density=True, label=f"{label} (n={len(v)})", **HISTOGRAM_STYLES[label])
         ax.set_xlabel(score_name)
         ax.set_ylabel("density")
         ax.set_title(f"{name}: positives, candidates and kept negatives")
