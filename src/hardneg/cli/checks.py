@@ -105,10 +105,8 @@ def check_models(args) -> None:
                                "model (with config.json and its weights), or a Hugging Face model name "
                                "such as org/name.")
     teacher = getattr(args, "cross_encoder", None)
-    if teacher and (Path(teacher) / "config.json").is_file():
-        from hardneg.teacher.scorer import is_trained_cross_encoder_dir
+    if teacher:
+        from hardneg.teacher.scorer import lacks_scoring_head, no_scoring_head_error
 
-        if not is_trained_cross_encoder_dir(Path(teacher)):
-            raise HardnegError(f"--cross-encoder {teacher} has no trained scoring head (a bi-encoder or a base "
-                               "model): as a teacher it would score with a randomly initialised one. Train a teacher "
-                               f"from it first: hardneg train-reranker DATA --base {teacher} --output runs/teacher.")
+        if lacks_scoring_head(teacher):
+            raise no_scoring_head_error(teacher)

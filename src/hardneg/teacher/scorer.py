@@ -53,6 +53,21 @@ def is_trained_cross_encoder_dir(path: Path) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
+def lacks_scoring_head(name_or_path: str | Path) -> bool:
+    """True for a local model folder without a trained scoring head (a bi-encoder or a base model): loaded as a
+    cross-encoder it gets a randomly initialised one. A Hub name, or anything else, is False."""
+    path = Path(str(name_or_path))
+    return (path / "config.json").is_file() and not is_trained_cross_encoder_dir(path)
+
+
+def no_scoring_head_error(name_or_path: str | Path) -> HardnegError:
+    """Why a :func:`lacks_scoring_head` model cannot be a teacher, and how to make one from it."""
+    return HardnegError(
+        f"{name_or_path} has no trained scoring head (a bi-encoder or a base model): as a teacher it would score "
+        "with a randomly initialised one. Train a teacher from it first: hardneg train-reranker DATA --base "
+        f"{name_or_path} --output runs/teacher, then pass --cross-encoder runs/teacher.")
+
+
 class CrossEncoderScorer(LazyModel):
     """A sentence-transformers ``CrossEncoder`` with one output (a relevance logit).
 
@@ -86,12 +101,8 @@ class CrossEncoderScorer(LazyModel):
                          precision=precision, device=device)
 
     def _load(self, name_or_path: str):
-        local = Path(str(name_or_path))
-        if local.is_dir() and (local / "config.json").is_file() and not is_trained_cross_encoder_dir(local):
-            raise HardnegError(
-                f"{name_or_path} has no trained scoring head (a bi-encoder or a base model): as a teacher it would "
-                "score with a randomly initialised one. Train a teacher from it first: hardneg train-reranker DATA "
-                f"--base {name_or_path} --output runs/teacher, then pass --cross-encoder runs/teacher.")
+        if lacks_scoring_head(name_or_path):
+            raise no_scoring_head_error(name_or_path)
         return load_cross_encoder(name_or_path, device=self.device)
 
     def key(self) -> str:
@@ -194,8 +205,7 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, *, max_leng
             "Cross-encoder teachers need sentence-transformers and torch: pip install 'hardneg[dense]' "
             "(install torch==2.13.0 first for the CPU build)."
         ) from exc
-    local = Path(str(name_or_path))
-    if local.is_dir() and (local / "config.json").is_file() and not is_trained_cross_encoder_dir(local):
+    if lacks_scoring_head(name_or_path):
         logger.info("%s has no scoring head: a new one is initialised (train-reranker trains it)", name_or_path)
     try:
         with transformers_quiet():  # its load report lists the new head's weights as MISSING, in colour
