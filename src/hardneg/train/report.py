@@ -113,17 +113,28 @@ def _shares_plot(plt, entries):
     return fig
 
 
+def _wanted(summary, shares, maps) -> list[tuple[str, Any, Any, str]]:
+    """Each figure of the page: its title, how to draw it, its data (nothing to draw when empty), and what the
+    page says instead when it is empty."""
+    history = summary.get("history") or []
+    every = (summary.get("config") or {}).get("logging_steps")
+    no_loss = (f"Training loss: it is logged every {every} steps and this run took {summary.get('steps')}."
+               if every else "Training loss: no loss was logged.")
+    return [("Training loss", _loss_plot, summary.get("loss_log"), no_loss),
+            ("Dev metrics", _dev_plot, [e for e in history if "dev_ndcg@10" in e],
+             "Dev metrics: no dev split was evaluated (--dev-split none, or the data has no dev split)."),
+            ("Refreshes", _refresh_plot, [e for e in history if e.get("kind") == "refresh"],
+             "Refreshes: this run had no ANCE refresh (--refresh-every)."),
+            ("Gradient shares over training", _shares_plot, shares,
+             "Gradient shares: none were logged (--log-gradient-every)."),
+            ("Neighbourhoods of telling queries", map_plot, maps,
+             "Neighbourhoods of telling queries: no dense embeddings to place them with.")]
+
+
 def _figures(summary, shares, maps) -> list[tuple[str, str]]:
     plt = _pyplot()
-    history = summary.get("history") or []
-    refreshes = [e for e in history if e.get("kind") == "refresh"]
-    wanted = [("Training loss", _loss_plot, summary.get("loss_log")),
-              ("Dev metrics", _dev_plot, [e for e in history if "dev_ndcg@10" in e]),
-              ("Refreshes", _refresh_plot, refreshes),
-              ("Gradient shares over training", _shares_plot, shares),
-              ("Neighbourhoods of telling queries", map_plot, maps)]
     out = []
-    for title, draw, data in wanted:
+    for title, draw, data, _ in _wanted(summary, shares, maps):
         if data:
             fig = draw(plt, data)
             out.append((title, _png(fig)))
@@ -133,21 +144,7 @@ def _figures(summary, shares, maps) -> list[tuple[str, str]]:
 
 def missing_figures(summary, shares, maps) -> list[str]:
     """Why each figure that :func:`_figures` leaves out has nothing to draw (one line each)."""
-    history = summary.get("history") or []
-    every = (summary.get("config") or {}).get("logging_steps")
-    why = []
-    if not summary.get("loss_log"):
-        why.append(f"Training loss: it is logged every {every} steps and this run took {summary.get('steps')}."
-                   if every else "Training loss: no loss was logged.")
-    if not any("dev_ndcg@10" in e for e in history):
-        why.append("Dev metrics: no dev split was evaluated (--dev-split none, or the data has no dev split).")
-    if not any(e.get("kind") == "refresh" for e in history):
-        why.append("Refreshes: this run had no ANCE refresh (--refresh-every).")
-    if not shares:
-        why.append("Gradient shares: none were logged (--log-gradient-every).")
-    if not maps:
-        why.append("Neighbourhoods of telling queries: no dense embeddings to place them with.")
-    return why
+    return [why for _, _, data, why in _wanted(summary, shares, maps) if not data]
 
 
 def _not_drawn(why: list[str]) -> str:
