@@ -36,6 +36,7 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.gradcache import DEFAULT_CHUNK_TOKENS
 from hardneg.store import fingerprint, write_json
+from hardneg.train.progress import show_loss_in_bar
 
 logger = logging.getLogger(__name__)
 
@@ -344,6 +345,7 @@ def train_reranker(
     args = _training_arguments(model, config, checkpoints, show_progress)
     loss = teacher_loss(model, config)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
+    show_loss_in_bar(trainer, show_progress)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume:
         logger.info("resuming teacher training from the last checkpoint in %s", checkpoints)

@@ -22,6 +22,7 @@ from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.gradient import share_log
 from hardneg.train.losses import LossConfig, make_loss
 from hardneg.train.pool import NegativePool
+from hardneg.train.progress import show_loss_in_bar
 from hardneg.train.refresh import NEGATIVES_STATE, DevEvaluator, RefreshConfig, Refresher
 from hardneg.train.refresh_callback import make_refresh_callback
 from hardneg.train.topics import BATCHINGS, topic_clusters
@@ -210,10 +211,7 @@ def train(
                           callbacks=[make_refresh_callback(refresher, pool, refresh.every if refresh else None),
                                      *(callbacks or [])])
     trainer.data_collator = pool_collator(pool, trainer.data_collator, shares.collated if shares else None)
-    if not show_progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints every log line when tqdm is off; we keep loss_log
+    show_loss_in_bar(trainer, show_progress)  # no raw log dicts on stdout; the loss log is in the summary
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
