@@ -11,7 +11,6 @@ import errno
 import gzip
 import importlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,11 +102,6 @@ def corpus_holding(text: str):
         (ws.data / "corpus.jsonl").write_text(text, encoding="utf-8")
 
     return prepare
-
-
-def read_only(ws: Workspace, mp) -> None:
-    real = os.access
-    mp.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(ws.root)) else real(p, mode, **kw))
 
 
 def writes_fail(code: int, message: str):
@@ -216,9 +210,13 @@ CASES = [
     Case("train-output-is-a-file", ("train", "{data}", "--model", "{model}", "--output", "{out}"), "is a file"),
     Case("run-dir-is-a-file", ("mine", "{data}", "--run-dir", "{root}/runfile", "-o", "{new}"), "is a file",
          prepare=a_file_named("runfile")),
-    Case("read-only-output", mine(), "cannot write", prepare=read_only),
-    Case("read-only-mount", mine("--run-dir", "{root}/fresh"), "Read-only file system", code=1,
-         prepare=writes_fail(errno.EROFS, "Read-only file system"), early=False),
+    Case("read-only-output", mine(), "cannot write", prepare=writes_fail(errno.EACCES, "Permission denied")),
+    # a mount that says it is writable (permission bits, os.access) but refuses every file: caught by a probe
+    Case("read-only-mount", mine("--run-dir", "{root}/fresh"), "(Read-only file system)",
+         prepare=writes_fail(errno.EROFS, "Read-only file system")),
+    Case("output-in-proc", ("mine", "{data}", "-o", "/proc/hardneg-out.jsonl"), "cannot write in /proc"),
+    Case("train-output-in-proc", ("train", "{data}", "--model", "{model}", "--output", "/proc/hardneg-model"),
+         "cannot write in /proc"),
     Case("disk-full-in-export", mine("--run-dir", "{run}"), "No space left on device", code=1,
          prepare=disk_full_in_export, early=False),
     Case("disk-full-in-cache", dense("--run-dir", "{root}/fresh"), "No space left on device", code=1,

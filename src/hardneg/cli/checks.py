@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from hardneg.errors import HardnegError
@@ -34,15 +35,21 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_writable(path: Path, what: str, *, folder: bool = False) -> None:
-    """Refuse a path whose nearest existing folder cannot be written (read-only, no permission)."""
+    """Refuse a path whose nearest existing folder cannot be written (read-only, no permission, a pseudo
+    file system such as /proc), by creating and removing a probe file there: permission bits alone say
+    yes to root and to /proc."""
     start = path if folder else path.parent
     while not start.exists() and start != start.parent:
         start = start.parent
     if not start.is_dir():
         raise HardnegError(f"{what} {path}: {start} is a file, not a folder; choose another path.")
-    if not os.access(start, os.W_OK):
-        raise HardnegError(f"{what} {path}: cannot write in {start} (read-only or no permission); choose "
-                           "another path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hardneg-probe-", dir=start)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise HardnegError(f"{what} {path}: cannot write in {start} ({e.strerror or e}); choose another "
+                           "path.") from None
 
 
 def check_output(path: str | Path, args, *, run_dir: str | Path | None = None, folder: bool = False,
