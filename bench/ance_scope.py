@@ -129,6 +129,37 @@ def mixed_refresh(miner, data, queries, fresh_docs, stale_docs, rows):
     return miner.select(data, candidates)
 
 
+def other_designs(out, miner, encoder, train_data, first, full, pools, stale_docs, fresh_queries) -> None:
+    """Per-query windows and stale-index pools, judged against the full refresh ``full`` (into ``out``)."""
+    import numpy as np
+    import torch
+
+    # Other pool designs, judged without more refreshes (the overlap of a pool refresh equals the share of the
+    # full refresh's negatives inside its pool, within 0.002 in every run so far):
+    # per-query windows down to each query's last selected negative (at the first mining) plus a margin,
+    windows = {m: window_pool(first.candidates.doc_ids, first.selection, train_data.positives, m)
+               for m in (0, 2, 5, 10, 20)}
+    out["window_pools"] = {m: {"share_of_corpus": round(len(r) / len(train_data.corpus), 4),
+                               "full_negatives_inside": round(inside(full, r, False), 4)} for m, r in windows.items()}
+    # and a pool re-encoded while every other document keeps the first mining's embedding (a stale index made
+    # fresh where it matters): its selection against the full refresh's, and the same path with every
+    # document fresh as the check that this path is the refresh's
+    with torch.inference_mode():
+        fresh_docs = encoder.encode_documents(train_data.corpus.passages, show_progress=False)
+    everything = np.arange(len(train_data.corpus))
+    check = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, everything)
+    out["mixed_path_check_overlap_with_full"] = round(overlap(check, full, False), 4)
+    stale_only = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, everything[:0])
+    out["stale_index_overlap"] = round(overlap(stale_only, full, False), 4)
+    out["stale_plus_pool"] = {}
+    for name, rows in [*((f"D{d}", pools[d]) for d in (3, 5, 10)), *((f"window+{m}", windows[m]) for m in (0, 5))]:
+        mixed = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, rows)
+        out["stale_plus_pool"][name] = {"share_of_corpus": round(len(rows) / len(train_data.corpus), 4),
+                                        "overlap_all_negatives": round(overlap(mixed, full, False), 4)}
+    logger.info("designs: %s", json.dumps({k: out[k] for k in ("window_pools", "mixed_path_check_overlap_with_full",
+                                                               "stale_index_overlap", "stale_plus_pool")}))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -140,8 +171,10 @@ def main(argv=None) -> int:
     p.add_argument("--refreshes", type=int, default=3, help="refreshes of the schedule the checkpoint is taken from")
     p.add_argument("--checkpoint", type=int, help="step of the comparison (default: the schedule's last refresh, "
                    "the one furthest from the full mining its pool came from when --refreshes < full_every)")
-    p.add_argument("--scope-depths", type=int, nargs="+", default=[5, 10],
+    p.add_argument("--scope-depths", type=int, nargs="*", default=[5, 10],
                    help="pool depths D of the pool-scope refreshes, each run side by side with the full one")
+    p.add_argument("--skip-designs", action="store_true",
+                   help="leave out the window and stale-index designs (one full-corpus encode fewer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -249,31 +282,25 @@ def main(argv=None) -> int:
     # what share of the full refresh's negatives each pool depth could have held (an upper bound of the overlap)
     out["full_negatives_inside_pool_by_depth"] = {
         d: {"all": round(inside(full, r, False), 4), "mined": round(inside(full, r, True), 4)} for d, r in pools.items()}
-    # Other pool designs, judged without more refreshes (the overlap of a pool refresh equals the share of the
-    # full refresh's negatives inside its pool, within 0.002 in every run so far):
-    # per-query windows down to each query's last selected negative (at the first mining) plus a margin,
-    windows = {m: window_pool(first.candidates.doc_ids, first.selection, train_data.positives, m)
-               for m in (0, 2, 5, 10, 20)}
-    out["window_pools"] = {m: {"share_of_corpus": round(len(r) / len(train_data.corpus), 4),
-                               "full_negatives_inside": round(inside(full, r, False), 4)} for m, r in windows.items()}
-    # and a pool re-encoded while every other document keeps the first mining's embedding (a stale index made
-    # fresh where it matters): its selection against the full refresh's, and the same path with every
-    # document fresh as the check that this path is the refresh's
+    # the next interval's pool found by the refreshed model's queries in the last full mining's (stale) document
+    # embeddings: query encodes are cheap, and the query side of the model's movement is then caught
     with torch.inference_mode():
-        fresh_docs = encoder.encode_documents(train_data.corpus.passages, show_progress=False)
         fresh_queries = encoder.encode_queries(train_data.queries.texts, show_progress=False)
-    everything = np.arange(len(train_data.corpus))
-    check = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, everything)
-    out["mixed_path_check_overlap_with_full"] = round(overlap(check, full, False), 4)
-    stale_only = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, everything[:0])
-    out["stale_index_overlap"] = round(overlap(stale_only, full, False), 4)
-    out["stale_plus_pool"] = {}
-    for name, rows in [*((f"D{d}", pools[d]) for d in (3, 5, 10)), *((f"window+{m}", windows[m]) for m in (0, 5))]:
-        mixed = mixed_refresh(miner, train_data, fresh_queries, fresh_docs, stale_docs, rows)
-        out["stale_plus_pool"][name] = {"share_of_corpus": round(len(rows) / len(train_data.corpus), 4),
-                                        "overlap_all_negatives": round(overlap(mixed, full, False), 4)}
-    logger.info("designs: %s", json.dumps({k: out[k] for k in ("window_pools", "mixed_path_check_overlap_with_full",
-                                                               "stale_index_overlap", "stale_plus_pool")}))
+    ahead = train_data.subset(upcoming)
+    found = miner.retriever.search(ahead, fresh_queries[upcoming], stale_docs, max(DEPTHS), show_progress=False)
+    designs = {"fresh_query_pool": lambda d: pool_scope(found.doc_ids, positives_up, d),
+               "both_pools": lambda d: np.union1d(pool_scope(found.doc_ids, positives_up, d),
+                                                  pool_scope(first.candidates.doc_ids[upcoming], positives_up, d))}
+    for design, rows_at in designs.items():
+        out["next_interval"][design] = {}
+        for d in DEPTHS:
+            rows = rows_at(d)
+            out["next_interval"][design][d] = {
+                "documents": len(rows), "share_of_corpus": round(len(rows) / len(train_data.corpus), 4),
+                "full_negatives_inside": round(inside_for(full, rows, upcoming), 4)}
+        logger.info("next interval, %s: %s", design, json.dumps(out["next_interval"][design]))
+    if not args.skip_designs:
+        other_designs(out, miner, encoder, train_data, first, full, pools, stale_docs, fresh_queries)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ance_scope.json").write_text(json.dumps(out, indent=2, sort_keys=True))
     print(json.dumps(out, indent=2, sort_keys=True))

@@ -13,7 +13,9 @@ training queries, with the same seed and budget:
     learning rate and its loss: hardneg.train.recipe.DEFAULT_RECIPE) |
     in-batch only | + static BM25 negative |
     + static dense negative | + dense TopK-PercPos (relative margin 0.05) |
-    + TopK-PercPos with ANCE refresh |
+    + TopK-PercPos with ANCE refresh | the same with pool-scope refreshes (only the
+      queries trained on before the next refresh, among their top --scope-depth
+      candidates of the first mining; every 4th refresh full) |
     + TopK-PercPos, teacher-denoised (with --teacher: candidates the cross-encoder
       teacher gives p > 0.5 of being relevant are dropped before selection) |
     + teacher listwise distillation (with --teacher: the teacher's top 14 of the
@@ -54,6 +56,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-desc" / "small"
 SETTINGS = ("zero-shot", "st-in-batch", "st-recipe", "default", "in-batch", "bm25", "dense", "dense-percpos", "ance",
+            "ance-pool",
             "teacher-denoised", "teacher-distill")
 TEACHER_SETTINGS = ("teacher-denoised", "teacher-distill")
 LABELS = {
@@ -66,6 +69,7 @@ LABELS = {
     "dense": "+ dense negative (static)",
     "dense-percpos": "+ dense TopK-PercPos (static)",
     "ance": "+ TopK-PercPos, ANCE refresh",
+    "ance-pool": "+ TopK-PercPos, ANCE pool-scope refresh",
     "teacher-denoised": "+ TopK-PercPos, teacher-denoised",
     "teacher-distill": "+ teacher listwise distillation",
 }
@@ -230,7 +234,8 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     percpos = SelectionConfig(num_negatives=args.num_negatives, relative_margin=args.margin, seed=seed, **window)
     recipe = SelectionConfig(num_negatives=DEFAULT_RECIPE.num_negatives, relative_margin=DEFAULT_RECIPE.relative_margin,
                              if_short=DEFAULT_RECIPE.if_short, seed=seed)
-    miner = dense_miner({"dense-percpos": percpos, "ance": percpos, "default": recipe}.get(name, top1))
+    miner = dense_miner({"dense-percpos": percpos, "ance": percpos, "ance-pool": percpos,
+                         "default": recipe}.get(name, top1))
     if name in TEACHER_SETTINGS:
         from hardneg.teacher.scorer import CrossEncoderScorer
 
@@ -241,19 +246,23 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
             teacher_config = SelectionConfig(num_negatives=args.distill_candidates, score_source="teacher", seed=seed)
         miner = Miner(dense_retriever(), teacher_config, depth=TEACHER_DEPTH, run_dir=run_dir,
                       teacher=CrossEncoderScorer(str(args.teacher), precision="auto"), show_progress=False)
+    first = None  # the first mining's candidates: the pools of pool-scope refreshes
     if name == "in-batch":
         pool = pool_in_batch_only(train)
     elif name == "bm25":
         bm25 = Miner(BM25Retriever(), top1, run_dir=run_dir, show_progress=False)
         pool = pool_from_selection(train, bm25.mine(train).selection)
     else:
-        pool = pool_from_selection(train, miner.mine(train).selection, teacher_scores=name == "teacher-distill")
+        first = miner.mine(train)
+        pool = pool_from_selection(train, first.selection, teacher_scores=name == "teacher-distill")
     t_mine = time.perf_counter() - t0
     steps = max(1, len(pool) // args.batch_size) * args.epochs
     # N refreshes split the run into N + 1 equal parts (rounding up keeps the last one off the final steps)
     every = args.refresh_every or max(1, math.ceil(steps / (args.refreshes + 1)))
     # static settings get a refresh period beyond the run: the miner then only draws the dev curve (start, end)
-    refresh = RefreshConfig(every=every if name == "ance" else None, dev_max_queries=args.dev_queries)
+    refreshing = name in ("ance", "ance-pool")
+    refresh = RefreshConfig(every=every if refreshing else None, dev_max_queries=args.dev_queries,
+                            scope="pool" if name == "ance-pool" else "full", scope_depth=args.scope_depth)
     loss = setting_loss(name, args)
     learning_rate = DEFAULT_RECIPE.learning_rate if name == "default" else args.lr
     config = TrainConfig(loss=loss, batch_size=args.batch_size, learning_rate=learning_rate, epochs=args.epochs,
@@ -262,7 +271,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     out_dir = args.out / "quality-train" / f"{name}-seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
     result = train_model(model, pool, out_dir, config, miner=miner, data=train, refresh=refresh, dev_data=dev,
-                         show_progress=False)
+                         candidates=first.candidates if first is not None else None, show_progress=False)
     t_train = time.perf_counter() - t0 - t_mine
     metrics = test_metrics(model, test, run_dir, args.max_length)
     second_metrics = second_domain_metrics(model, second, run_dir, args.max_length)
@@ -271,7 +280,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
     return {"setting": name, "seed": seed, "test": metrics, "second_domain": second_metrics,
             "curve": result.history, "steps": result.steps,
             "examples": len(pool), "seconds_mine": t_mine, "seconds_train": t_train,
-            "refresh_every": every if name == "ance" else None, "seconds": time.perf_counter() - t0}
+            "refresh_every": every if refreshing else None, "seconds": time.perf_counter() - t0}
 
 
 def setting_loss(name: str, args):
@@ -316,7 +325,8 @@ def plot(results: list[dict], path: Path, title: str) -> None:
             continue
         xs, ys = zip(*pts)
         line, = ax.plot(xs, ys, marker="o", ms=3, label=f"{LABELS[r['setting']]} (seed {r['seed']})")
-        refresh_pts = [(e["step"], e["dev_ndcg@10"]) for e in r["curve"] if e.get("kind") == "refresh"]
+        refresh_pts = [(e["step"], e["dev_ndcg@10"]) for e in r["curve"] if e.get("kind") == "refresh"
+                       and "dev_ndcg@10" in e]  # pool-scope refreshes skip the dev run
         if refresh_pts:
             rx, ry = zip(*refresh_pts)
             ax.scatter(rx, ry, marker="*", s=140, color=line.get_color(), zorder=5, label="ANCE refresh")
@@ -388,6 +398,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--refreshes", type=int, default=1, help="ANCE refreshes per run (default 1, at mid-run)")
     p.add_argument("--refresh-every", type=int, help="steps between refreshes (overrides --refreshes)")
+    p.add_argument("--scope-depth", type=int, default=20,
+                   help="ance-pool: candidates per query of the first mining that join its pool (default 20)")
     p.add_argument("--dev-queries", type=int, default=200, help="dev queries for the curve (default 200)")
     p.add_argument("--second-domain", type=Path,
                    help="a BEIR folder (test split) from a domain training never saw, e.g. bench/out/foldoc "
