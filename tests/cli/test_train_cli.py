@@ -41,6 +41,7 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     # pool scope: the first mining's top candidates and the positives, not the whole corpus
     refresh = summary["history"][1]
     assert refresh["scope"] == "pool" and 0 < refresh["documents_encoded"] < 210  # the tiny corpus has 210
+    assert refresh["queries_mined"] <= 8  # those of the next batch (--refresh-every 1, batch 8)
     assert (out / "final" / "config.json").exists()
     printed = capsys.readouterr().out
     assert "trained 2 steps" in printed and "refresh" in printed
@@ -54,7 +55,8 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     for title in ("Dev metrics", "Refreshes", "Gradient shares over training", "Neighbourhoods of telling queries"):
         assert f"<h2>{title}</h2>" in page
     assert "report.html" in printed and "gradient  start (step 1): hard" in printed
-    assert f"pool scope, {refresh['documents_encoded']} documents encoded" in printed
+    assert (f"pool scope, {refresh['documents_encoded']} documents encoded for {refresh['queries_mined']} queries"
+            in printed)
     assert "<h2>Refresh log</h2>" in page
 
 

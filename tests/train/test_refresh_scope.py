@@ -81,8 +81,62 @@ def _refresher(tiny_train, tmp_path, name, config, encoder=None, *, depth=None, 
     return Refresher(miner, tiny_train, pool, config, candidates=first.candidates), encoder
 
 
+def _pool_rows(refresher) -> np.ndarray:
+    """The documents a pool-scope refresh of every query re-encodes."""
+    return pool_scope(refresher.scope_candidates, refresher.data.positives, refresher.config.scope_depth)
+
+
 def _same_fields(entry):
     return {k: v for k, v in entry.items() if not k.startswith("seconds") and k not in ("scope", "documents_encoded")}
+
+
+def test_scoped_data_with_queries_keeps_only_those_and_to_corpus_rows_maps_their_rows_back(tiny_train):
+    miner = Miner(DenseRetriever(FakeEncoder()), SelectionConfig(num_negatives=2), show_progress=False)
+    queries = np.array([1, 4, 6])
+    candidates = miner.candidates(tiny_train)[0].doc_ids[queries]
+    rows = pool_scope(candidates, [tiny_train.positives[q] for q in queries], depth=5)
+    cut = scoped_data(tiny_train, rows, queries)
+    assert cut.queries.ids == tuple(tiny_train.queries.ids[q] for q in queries)
+    with pytest.raises(HardnegError, match="positive is outside"):
+        scoped_data(tiny_train, rows)  # every query's positives: not all in the three queries' pool
+    lifted = to_corpus_rows(miner.mine(cut, save_report=False), rows, queries)
+    assert set(lifted.selection.query_rows.tolist()) <= set(queries.tolist())
+    for i, q in enumerate(lifted.selection.query_rows.tolist()):
+        assert not set(lifted.selection.negatives[i].tolist()) & set(tiny_train.positives[q].tolist())
+
+
+def _look_ahead_refreshers(tiny_train, tmp_path, depth):
+    """A pool-scope refresher told that the next batches hold examples 2, 5 and 9, and a full one."""
+    config = RefreshConfig(every=1, scope="pool", scope_depth=depth, full_every=None)
+    ahead, _ = _refresher(tiny_train, tmp_path, "ahead", config, depth=depth)
+    examples = np.array([9, 2, 5, 2])
+    ahead.look_ahead = lambda batches: examples
+    full, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"), depth=depth)
+    return ahead, full, sorted({int(ahead.pool.query_rows[e]) for e in examples})
+
+
+def test_with_a_look_ahead_a_pool_refresh_mines_only_the_queries_trained_on_next(tiny_train, tmp_path):
+    n = len(tiny_train.corpus)
+    ahead, full, queries = _look_ahead_refreshers(tiny_train, tmp_path, depth=n)  # pool = whole corpus
+    before = list(ahead.pool.negatives)
+    entry, _ = ahead.refresh(1), full.refresh(1)
+    assert entry["scope"] == "pool" and entry["queries_mined"] == len(queries) == 3
+    for i, q in enumerate(ahead.pool.query_rows.tolist()):
+        if q in queries:  # exactly a full refresh's negatives for the queries trained on next
+            assert ahead.pool.negatives[i] == full.pool.negatives[i]
+        else:  # the others keep theirs until their turn
+            assert ahead.pool.negatives[i] == before[i]
+    assert ahead.pool.negatives != full.pool.negatives
+
+
+def test_with_a_look_ahead_only_those_queries_candidates_are_encoded(tiny_train, tmp_path):
+    ahead, _, queries = _look_ahead_refreshers(tiny_train, tmp_path, depth=5)
+    encoder = ahead.dense.encoder
+    expected = pool_scope(ahead.scope_candidates[queries], [tiny_train.positives[q] for q in queries], 5)
+    before = encoder.texts_encoded
+    entry = ahead.refresh(1)
+    assert entry["documents_encoded"] == len(expected) == encoder.texts_encoded - before - len(queries)
+    assert len(expected) < len(_pool_rows(ahead))  # smaller than every query's pool
 
 
 def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_train, tmp_path):
@@ -101,7 +155,7 @@ def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_tra
 def test_a_shallow_pool_gives_the_full_refreshs_negatives_wherever_those_lie_in_the_pool(tiny_train, tmp_path):
     pool_r, _ = _refresher(tiny_train, tmp_path, "pool", RefreshConfig(every=1, scope="pool", scope_depth=5))
     full_r, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"))
-    rows = pool_r.scope_rows
+    rows = _pool_rows(pool_r)
     assert 0 < len(rows) < len(tiny_train.corpus)
     in_pool = {tiny_train.corpus.passages[r] for r in rows}
     pool_r.refresh(1)
@@ -118,14 +172,14 @@ def test_a_shallow_pool_gives_the_full_refreshs_negatives_wherever_those_lie_in_
 def test_full_every_makes_every_fth_refresh_full_and_that_one_renews_the_pool(tiny_train, tmp_path):
     refresher, _ = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
                                                                        full_every=3))
-    scopes, pools = [], [refresher.scope_rows]
+    scopes, pools = [], [refresher.scope_candidates]
     for step in range(1, 7):
         entry = refresher.refresh(step)
         scopes.append(entry["scope"])
-        pools.append(refresher.scope_rows)
+        pools.append(refresher.scope_candidates)
         if entry["scope"] == "full":  # the pool of the next refreshes: this refresh's own top-5 candidates
-            expected = pool_scope(refresher.miner.candidates(tiny_train)[0].doc_ids, tiny_train.positives, 5)
-            assert refresher.scope_rows.tolist() == expected.tolist()
+            expected = refresher.miner.candidates(tiny_train)[0].doc_ids[:, :5]
+            assert refresher.scope_candidates.tolist() == expected.tolist()
     assert scopes == ["pool", "pool", "full", "pool", "pool", "full"]
     assert pools[0] is pools[1] is pools[2] and pools[3] is pools[4] is pools[5]  # only full refreshes renew it
     assert pools[3].tolist() != pools[0].tolist()  # the drifted model's neighbourhoods differ
@@ -141,7 +195,7 @@ def test_without_a_known_pool_the_first_refresh_is_full(tiny_train):
 def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_path):
     refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
                                                                                   full_every=2))
-    n_queries, first_pool = len(tiny_train.queries), refresher.scope_rows
+    n_queries, first_pool = len(tiny_train.queries), _pool_rows(refresher)
     for step in (1, 2):
         before = encoder.texts_encoded
         entry = refresher.refresh(step)
@@ -162,7 +216,7 @@ def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cach
     dense.embed(tiny_train, run_dir=run_dir, show_progress=False)  # same weights, whole corpus
     assert encoder.texts_encoded - before == len(tiny_train.corpus)  # all encoded (the queries were cached)
     before = encoder.texts_encoded
-    refresher.miner.mine(scoped_data(tiny_train, refresher.scope_rows), save_report=False)
+    refresher.miner.mine(scoped_data(tiny_train, _pool_rows(refresher)), save_report=False)
     assert encoder.texts_encoded == before  # the pool's own file is found again under its own key
 
 
@@ -173,12 +227,12 @@ def test_resume_from_a_checkpoint_continues_exactly_as_the_uninterrupted_run(tin
         whole.refresh(step)
         if step == 4:
             whole.save(tmp_path / "ckpt")
-            salt, pool_at_4 = encoder.salt, whole.scope_rows.copy()
+            salt, pool_at_4 = encoder.salt, whole.scope_candidates.copy()
     for step in (5, 6, 7):
         whole.refresh(step)
     resumed, _ = _refresher(tiny_train, tmp_path, "b", config, DriftingEncoder(salt=salt))
     resumed.load(tmp_path / "ckpt")
-    assert resumed.refreshes_started == 4 and resumed.scope_rows.tolist() == pool_at_4.tolist()
+    assert resumed.refreshes_started == 4 and resumed.scope_candidates.tolist() == pool_at_4.tolist()
     for step in (5, 6, 7):
         resumed.refresh(step)
     assert resumed.pool.negatives == whole.pool.negatives

@@ -135,6 +135,8 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     assert [e["scope"] for e in refreshes] == ["full", "pool"]
     assert 0 <= refreshes[0]["dev_ndcg@10"] <= 1 and "dev_ndcg@10" not in refreshes[1]
     assert refreshes[0]["documents_encoded"] == len(tiny_train.corpus) > refreshes[1]["documents_encoded"]
+    # the pool refresh mines only the queries of the two batches (every=2) the sampler hands out next
+    assert refreshes[0]["queries_mined"] == len(tiny_train.queries) > 2 * 8 >= refreshes[1]["queries_mined"] > 0
     assert [e["kind"] for e in result.history] == ["start", "refresh", "refresh", "end"]
     assert (result.model_path / "config.json").exists()
     ckpt = tmp_path / "out" / "checkpoint-4"

@@ -138,3 +138,36 @@ def test_max_steps_trains_that_many_steps_with_repetitive_negatives(tmp_path, ti
     finally:
         torch.set_num_threads(threads)
     assert result.steps == 5
+
+
+def test_upcoming_predicts_exactly_the_next_batches_across_epochs_when_nothing_conflicts():
+    from hardneg.train.sampler import make_batch_sampler
+
+    pool = NegativePool([f"q{i}" for i in range(10)], [f"p{i}" for i in range(10)], [[f"n{i}"] for i in range(10)],
+                        np.arange(10), [text_keys([f"p{i}"]) for i in range(10)], np.arange(10))
+    sampler = make_batch_sampler(pool, 2, seed=7)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    flat = [b for batches in epochs for b in batches]
+    assert len(flat) == 15
+    sampler.set_epoch(0)
+    assert sampler.upcoming(7).tolist() == [i for b in flat[:7] for i in b]  # before the first batch
+    it = iter(sampler)
+    for drawn in range(1, 5):
+        next(it)
+        # from mid-epoch 0 on into epoch 1's order (which set_epoch(1) will replay)
+        assert sampler.upcoming(4).tolist() == [i for b in flat[drawn:drawn + 4] for i in b]
+
+
+def test_upcoming_skips_what_was_handed_out_and_keeps_the_examples_a_conflict_deferred():
+    from hardneg.train.sampler import make_batch_sampler
+
+    pool = repetitive_pool()  # a batch holds at most one of examples 0-7, so the others wait
+    sampler = make_batch_sampler(pool, 3, seed=0)
+    it = iter(sampler)
+    drawn = set(next(it))
+    ahead = sampler.upcoming(4).tolist()  # 12 examples: this epoch's 9 left, then the next epoch's first 3
+    assert set(ahead[:9]) == set(range(12)) - drawn
+    assert len(ahead) == 12 and set(ahead[9:]) <= set(range(12))

@@ -130,9 +130,9 @@ def _add_refresh_args(p: argparse.ArgumentParser) -> None:
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
                    "(dense or hybrid retrieval, not bm25)")
     r.add_argument("--refresh-scope", choices=SCOPES, default=default.scope,
-                   help="pool: re-encode only each training query's top --refresh-scope-depth candidates of the last "
-                   "full mining plus the positives, and re-mine among them; full: the whole corpus every time "
-                   f"(default: {default.scope})")
+                   help="pool: re-mine only the queries of the batches before the next refresh, among their top "
+                   "--refresh-scope-depth candidates of the last full mining plus their positives (only those are "
+                   f"re-encoded); full: every query on the whole corpus (default: {default.scope})")
     r.add_argument("--refresh-scope-depth", type=int, default=default.scope_depth, metavar="D",
                    help=f"pool scope: candidates per query that join the pool (default: {default.scope_depth})")
     r.add_argument("--refresh-full-every", type=int, default=default.full_every, metavar="F",
@@ -243,7 +243,8 @@ def _print_result(result, pool) -> None:
     print(f"trained {result.steps} steps on {len(pool)} examples ({pool.num_negatives} hard negatives each) "
           f"in {result.seconds:.0f} s")
     for entry in result.history:
-        extra = (f"  {entry.get('scope', 'full')} scope, {entry.get('documents_encoded', '?')} documents encoded  staleness "
+        extra = (f"  {entry.get('scope', 'full')} scope, {entry.get('documents_encoded', '?')} documents encoded for "
+                 f"{entry.get('queries_mined', '?')} queries  staleness "
                  f"{entry['staleness']:.3f}  changed {entry['negatives_changed']:.3f}") \
             if entry["kind"] == "refresh" else ""
         if entry.get("asynchronous"):

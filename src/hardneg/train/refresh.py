@@ -25,6 +25,9 @@ Scope (``RefreshConfig(scope=...)``, :mod:`hardneg.train.refresh_scope`): ``full
 re-encodes the whole corpus; ``pool`` re-encodes only the documents that can change
 the selection (each training query's top ``scope_depth`` candidates from the last
 full mining, plus the positives) and is full again every ``full_every``-th refresh.
+Given the batch sampler's look-ahead (``Refresher.look_ahead``; :func:`hardneg.train.trainer.train`
+wires it), a pool-scope refresh mines only the queries of the batches before the next
+refresh, over only their candidates.
 A pool-scope refresh skips the dev evaluation, which would re-encode the whole
 corpus; dev metrics come at the start, at full refreshes and at the end. Each log
 entry says its ``scope`` and how many ``documents_encoded``.
@@ -51,7 +54,7 @@ import numpy as np
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
 from hardneg.store import atomic_path, load_npy, save_npy, write_json
-from hardneg.train.refresh_scope import SCOPES, pool_scope, scoped_data, to_corpus_rows
+from hardneg.train.refresh_scope import SCOPES, Scope, pool_scope, scoped_data, to_corpus_rows
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,12 @@ class Refresher:
         candidates: the candidates of the last full mining of ``data`` (the one the pool's
             negatives came from): a pool-scope refresh re-encodes their top documents.
             Without them the first refresh is full.
+
+    Attributes:
+        look_ahead: optional; given a number of batches, the indices of ``pool``'s examples the
+            next that many batches will (most likely) hold. With it a pool-scope refresh mines
+            only those examples' queries (the others' negatives would not be used before the
+            next refresh); without it, every query.
     """
 
     def __init__(self, miner, data, pool, config: RefreshConfig, *, dev: DevEvaluator | None = None,
@@ -190,28 +199,43 @@ class Refresher:
             raise HardnegError(f"refresh scope depth {config.scope_depth} exceeds the miner's depth {miner.depth}: "
                                "lower it or raise --depth.")
         self.refreshes_started = 0
-        self.scope_rows: np.ndarray | None = None  # the pool of the next pool-scope refresh
+        # each query's top scope_depth candidates at the last full mining: the pools of pool-scope refreshes
+        self.scope_candidates: np.ndarray | None = None
+        self.look_ahead = None
         if candidates is not None:
             self._renew_scope(candidates)
 
     def _renew_scope(self, candidates) -> None:
-        """The pool of later pool-scope refreshes, from a full mining's candidates."""
+        """The pools of later pool-scope refreshes, from a full mining's candidates."""
         if self.config.scope == "pool":
-            self.scope_rows = pool_scope(candidates.doc_ids, self.data.positives, self.config.scope_depth)
+            self.scope_candidates = np.ascontiguousarray(candidates.doc_ids[:, : self.config.scope_depth])
 
-    def _next_scope(self) -> np.ndarray | None:
-        """Count a refresh; the corpus rows it re-encodes, or None for the whole corpus."""
+    def _next_scope(self, intervals: int = 1) -> Scope | None:
+        """Count a refresh; what it mines (None: every query on the whole corpus). ``intervals``: for how
+        many refresh periods its negatives will be in use (2 when applied up to one period late)."""
         self.refreshes_started += 1
         every = self.config.full_every
-        if self.config.scope == "full" or self.scope_rows is None or (every and self.refreshes_started % every == 0):
+        if (self.config.scope == "full" or self.scope_candidates is None
+                or (every and self.refreshes_started % every == 0)):
             return None
-        return self.scope_rows
+        queries = None
+        if self.look_ahead is not None and self.config.every:
+            examples = np.asarray(self.look_ahead(intervals * self.config.every), np.int64)
+            rows = self.pool.query_rows[examples]
+            queries = np.unique(rows[rows >= 0]).astype(np.int64)
+            if not len(queries):  # nothing planned ahead (cannot happen mid-training): mine every query
+                queries = None
+        chosen = range(len(self.data.queries)) if queries is None else queries
+        documents = pool_scope(self.scope_candidates[np.asarray(chosen, np.int64)],
+                               [self.data.positives[q] for q in chosen], self.config.scope_depth)
+        return Scope(documents, queries)
 
-    def _mine(self, miner, rows: np.ndarray | None):
-        """``miner``'s result for the data, on the rows of the scope (None: all), in corpus rows."""
-        if rows is None:
+    def _mine(self, miner, scope: Scope | None):
+        """``miner``'s result for the data within ``scope`` (None: all), in corpus and data rows."""
+        if scope is None:
             return miner.mine(self.data)
-        return to_corpus_rows(miner.mine(scoped_data(self.data, rows), save_report=False), rows)
+        cut = scoped_data(self.data, scope.documents, scope.queries)
+        return to_corpus_rows(miner.mine(cut, save_report=False), scope.documents, scope.queries)
 
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
@@ -252,14 +276,14 @@ class Refresher:
     def refresh(self, step: int) -> dict[str, Any]:
         """Re-mine, measure staleness, swap the negatives, evaluate on dev; returns the log entry."""
         self._check_can_refresh()
-        rows = self._next_scope()
+        scope = self._next_scope()
         t0 = time.perf_counter()
         self._forget_weights()
-        result = self._mine(self.miner, rows)
+        result = self._mine(self.miner, scope)
         t_mine = time.perf_counter() - t0
-        entry = self._swap(result, step, rows)
+        entry = self._swap(result, step, scope)
         entry["seconds_mine"] = round(t_mine, 3)
-        if self.dev is not None and rows is None:  # dev re-encodes the whole corpus: only at full refreshes
+        if self.dev is not None and scope is None:  # dev re-encodes the whole corpus: only at full refreshes
             t1 = time.perf_counter()
             metrics = self.dev()
             entry["seconds_dev"] = round(time.perf_counter() - t1, 3)
@@ -268,12 +292,15 @@ class Refresher:
         self._log(entry)
         return entry
 
-    def _swap(self, result, step: int, rows: np.ndarray | None) -> dict[str, Any]:
-        """Swap ``result``'s negatives (mined on ``rows``; None: the whole corpus) into the pool; the entry says
+    def _swap(self, result, step: int, scope: Scope | None) -> dict[str, Any]:
+        """Swap ``result``'s negatives (mined within ``scope``; None: everything) into the pool; the entry says
         how much changed, how stale it was and how many documents were encoded."""
-        if rows is None:
+        if scope is None:
             self._renew_scope(result.candidates)
-        overlap = overlap_at_k(self._in_use_rows(), result.candidates.doc_ids[:, : self.config.staleness_k])
+        in_use = self._in_use_rows()
+        if scope is not None and scope.queries is not None:  # candidate rows follow the queries mined
+            in_use = [in_use[q] for q in scope.queries]
+        overlap = overlap_at_k(in_use, result.candidates.doc_ids[:, : self.config.staleness_k])
         new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
         queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
         changed = self.pool.swap(new)
@@ -287,8 +314,9 @@ class Refresher:
             "queries_refreshed": len(queries_in_pool & set(new)),
             "queries_kept_old": len(queries_in_pool - set(new)),
             "pool_version": self.pool.version,
-            "scope": "full" if rows is None else "pool",
-            "documents_encoded": len(self.data.corpus) if rows is None else len(rows),
+            "scope": "full" if scope is None else "pool",
+            "documents_encoded": len(self.data.corpus) if scope is None else len(scope.documents),
+            "queries_mined": len(self.data.queries) if scope is None or scope.queries is None else len(scope.queries),
         }
 
     # ------------------------------------------------------------------ asynchronous refresh
@@ -304,7 +332,7 @@ class Refresher:
         if snapshot is None or self.snapshot_dir is None:
             raise HardnegError("An asynchronous refresh needs an encoder with snapshot() (SentenceTransformerEncoder) "
                                "and a snapshot directory (pass log_path or snapshot_dir).")
-        rows = self._next_scope()
+        scope = self._next_scope(intervals=2)  # applied up to one period late, then used for one more
         t0 = time.perf_counter()
         folder = self.snapshot_dir / f"step-{step}"
         shutil.rmtree(folder, ignore_errors=True)
@@ -314,16 +342,16 @@ class Refresher:
         worker_miner.show_progress = False
         worker_miner.retriever = self.miner.retriever.with_dense_part(worker_dense)
         worker_dev = None
-        if self.dev is not None and rows is None:  # dev re-encodes the whole corpus: only at full refreshes
+        if self.dev is not None and scope is None:  # dev re-encodes the whole corpus: only at full refreshes
             worker_dev = copy.copy(self.dev)
             worker_dev.dense = worker_dense
         process = multiprocessing.get_context("spawn").Process(
             target=_mine_snapshot, name=f"hardneg-refresh-{step}", daemon=True,
-            args=(worker_miner, self.data if rows is None else scoped_data(self.data, rows), worker_dev,
-                  folder / "result.pkl", self.config.worker_threads, rows is None),
+            args=(worker_miner, self.data if scope is None else scoped_data(self.data, scope.documents, scope.queries),
+                  worker_dev, folder / "result.pkl", self.config.worker_threads, scope is None),
         )
         process.start()
-        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0, rows)
+        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0, scope)
 
     def poll(self, step: int, *, wait: bool = False) -> dict[str, Any] | None:
         """Apply a finished asynchronous refresh (waiting for it with ``wait``); its log entry, else None."""
@@ -345,9 +373,9 @@ class Refresher:
         with open(result_path, "rb") as fh:
             result, metrics = pickle.load(fh)
         shutil.rmtree(pending.folder, ignore_errors=True)
-        if pending.rows is not None:
-            result = to_corpus_rows(result, pending.rows)
-        entry = self._swap(result, pending.step, pending.rows)
+        if pending.scope is not None:
+            result = to_corpus_rows(result, pending.scope.documents, pending.scope.queries)
+        entry = self._swap(result, pending.step, pending.scope)
         entry.update({
             "asynchronous": True,
             "applied_step": step,
@@ -385,8 +413,8 @@ class Refresher:
     def save(self, folder: str | Path) -> None:
         """Write the refresh history and the negatives in use into a checkpoint folder."""
         folder = Path(folder)
-        if self.scope_rows is not None:
-            save_npy(folder / SCOPE_STATE, self.scope_rows)
+        if self.scope_candidates is not None:
+            save_npy(folder / SCOPE_STATE, self.scope_candidates)
         write_json(folder / REFRESH_STATE, {"history": self.history, "config": self.config.__dict__,
                                             "refreshes_started": self.refreshes_started})
         self.pool.save_negatives(folder / NEGATIVES_STATE)
@@ -401,7 +429,9 @@ class Refresher:
         self.history = state["history"]
         self.refreshes_started = state.get("refreshes_started",
                                            sum(e["kind"] in ("refresh", "refresh-discarded") for e in self.history))
-        self.scope_rows = load_npy(folder / SCOPE_STATE, what="refresh scope")
+        scope = load_npy(folder / SCOPE_STATE, what="refresh scope")
+        # an earlier hardneg saved the pool's rows (1-D), not each query's candidates: the next refresh is full
+        self.scope_candidates = scope if scope is not None and scope.ndim == 2 else None
         self.pool.load_negatives(folder / NEGATIVES_STATE)
 
 
@@ -417,7 +447,7 @@ class _PendingRefresh:
     process: Any
     started: float
     seconds_snapshot: float
-    rows: np.ndarray | None  # the scope's corpus rows; None: the whole corpus
+    scope: Scope | None  # what the refresh mines; None: everything
 
 
 def _mine_snapshot(miner, data, dev, result_path: Path, threads: int, full: bool) -> None:

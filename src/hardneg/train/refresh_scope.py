@@ -3,13 +3,21 @@
 A full refresh re-encodes the whole corpus. Between two refreshes the model moves a
 little, so the documents that can become a training query's hard negative are, in
 practice, those near the top of its candidate list at the last full mining. A
-``pool``-scope refresh therefore re-encodes only the union of every training query's
-top-``depth`` candidates from the last full mining plus every positive (the
+``pool``-scope refresh therefore re-encodes only the union of the training queries'
+top-``depth`` candidates from the last full mining plus their positives (the
 selection's positive-aware filters compare candidates with the positives' scores),
 searches that sub-corpus with the refreshed model, and maps the candidate rows back
 to corpus rows. A query whose new neighbours lie outside the pool simply gets its
 candidates from the pool. Every ``full_every``-th refresh is full again, and its
-candidates give the next pool.
+candidates give the next pools.
+
+Which training queries: only the examples trained on before the next refresh consume
+what a refresh mines, so when the trainer can say which those are (its batch sampler
+plans the epoch's order ahead, :meth:`hardneg.train.sampler.make_batch_sampler`), a
+pool-scope refresh re-mines just those queries, over just their pool; the others keep
+their negatives until the refresh before their turn. Each query's negatives are then
+as fresh when used as under a full refresh, and the pool's size follows the refresh
+interval (steps × batch size × depth) instead of the number of training queries.
 
 Everything here is numpy and plain Python; the embedding cache stays correct by
 construction: its key hashes the texts encoded, so a sub-corpus encode never reads
@@ -23,7 +31,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +40,15 @@ from hardneg.data import Corpus, RetrievalData
 from hardneg.errors import HardnegError
 
 SCOPES = ("pool", "full")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one pool-scope refresh mines: corpus ``documents`` (sorted unique rows) for ``queries``
+    (sorted unique query rows; None: every training query)."""
+
+    documents: np.ndarray
+    queries: np.ndarray | None = None
 
 
 def pool_scope(candidate_rows: np.ndarray, positives: Sequence[np.ndarray], depth: int) -> np.ndarray:
@@ -53,10 +70,13 @@ def pool_scope(candidate_rows: np.ndarray, positives: Sequence[np.ndarray], dept
     return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
 
-def scoped_data(data: RetrievalData, rows: np.ndarray) -> RetrievalData:
-    """``data`` with its corpus cut to ``rows`` (sorted, unique, every positive among them); the positives
-    point into the cut corpus. Row ``i`` of the result is row ``rows[i]`` of ``data``."""
+def scoped_data(data: RetrievalData, rows: np.ndarray, queries: np.ndarray | None = None) -> RetrievalData:
+    """``data`` with its corpus cut to ``rows`` (sorted, unique, every kept query's positive among them) and,
+    given ``queries`` (query rows), only those queries; the positives point into the cut corpus. Document
+    row ``i`` of the result is row ``rows[i]`` of ``data``, query row ``j`` is ``queries[j]``."""
     rows = np.asarray(rows, np.int64)
+    if queries is not None:
+        data = data.subset(queries)
     corpus = data.corpus
     new_row = np.full(len(corpus), -1, np.int64)
     new_row[rows] = np.arange(len(rows))
@@ -69,9 +89,11 @@ def scoped_data(data: RetrievalData, rows: np.ndarray) -> RetrievalData:
     return RetrievalData(cut, data.queries, positives, data.grades, data.origin)
 
 
-def to_corpus_rows(result, rows: np.ndarray):
+def to_corpus_rows(result, rows: np.ndarray, queries: np.ndarray | None = None):
     """A :class:`~hardneg.mine.MiningResult` mined on :func:`scoped_data` with its document rows
-    (candidates, negatives, denoised candidates) mapped back to the full corpus' rows."""
+    (candidates, negatives, denoised candidates) mapped back to the full corpus' rows and, given the
+    ``queries`` it was cut to, its selection's query rows mapped back to the full data's. (Candidate rows
+    stay one per query mined, in the order of ``queries``.)"""
     rows = np.asarray(rows, np.int64)
 
     def lift(a: np.ndarray | None) -> np.ndarray | None:
@@ -80,6 +102,9 @@ def to_corpus_rows(result, rows: np.ndarray):
         return np.where(a != EMPTY, rows[np.maximum(a, 0)], EMPTY).astype(a.dtype)
 
     candidates = replace(result.candidates, doc_ids=lift(result.candidates.doc_ids))
+    query_rows = result.selection.query_rows
+    if queries is not None:
+        query_rows = np.asarray(queries, np.int64)[query_rows].astype(query_rows.dtype)
     selection = replace(result.selection, negatives=lift(result.selection.negatives),
-                        denoised=lift(result.selection.denoised))
+                        denoised=lift(result.selection.denoised), query_rows=query_rows)
     return replace(result, candidates=candidates, selection=selection)

@@ -164,11 +164,11 @@ def _table(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 
 def _refresh_table(history: list[dict]) -> str:
-    """One row per refresh: its scope, documents encoded, seconds, staleness and negatives changed."""
+    """One row per refresh: its scope, queries mined, documents encoded, seconds, staleness and negatives changed."""
     rows = [e for e in history if e.get("kind") == "refresh"]
     if not rows:
         return ""
-    cells = ("step", "scope", "documents_encoded", "seconds_mine", "staleness", "negatives_changed")
+    cells = ("step", "scope", "queries_mined", "documents_encoded", "seconds_mine", "staleness", "negatives_changed")
     head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cells)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(e.get(c, '')))}</td>" for c in cells) + "</tr>"
                    for e in rows)

@@ -51,6 +51,12 @@ def compatible(keys: np.ndarray, forbidden: np.ndarray, batch_keys: set[int], ba
     return not own_positive.intersection(batch_keys)
 
 
+def epoch_order(n: int, rng: np.random.Generator, topics: np.ndarray | None = None) -> np.ndarray:
+    """The order in which :func:`iter_batches` visits ``n`` examples: a permutation drawn from ``rng``, or
+    with ``topics`` (one label per example) topic by topic (:func:`hardneg.train.topics.topic_order`)."""
+    return rng.permutation(n) if topics is None else topic_order(topics, rng)
+
+
 def iter_batches(pool, batch_size: int, rng: np.random.Generator,
                  topics: np.ndarray | None = None) -> Iterator[list[int]]:
     """Yield full batches of example indices obeying both rules (module docstring).
@@ -65,8 +71,7 @@ def iter_batches(pool, batch_size: int, rng: np.random.Generator,
         raise HardnegError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}.")
     if topics is not None and len(topics) != len(pool):
         raise HardnegError(f"{len(topics)} topic labels for {len(pool)} training examples; they must align.")
-    order = rng.permutation(len(pool)) if topics is None else topic_order(topics, rng)
-    waiting = order.tolist()
+    waiting = epoch_order(len(pool), rng, topics).tolist()
     while len(waiting) >= batch_size:
         batch: list[int] = []
         batch_keys: set[int] = set()
@@ -144,9 +149,30 @@ def make_batch_sampler(pool, batch_size: int, seed: int, topics: np.ndarray | No
             self.pool = pool
             self._count: int | None = None
 
+            self._epoch = 0
+            self._drawn: set[int] = set()  # examples handed out in the epoch under way
+
         def __iter__(self) -> Iterator[list[int]]:
+            self._epoch, self._drawn = self.epoch, set()
             rng = np.random.default_rng([self.seed, self.epoch])
-            yield from exact_batches(self.pool, self.batch_size, len(self), rng, topics)
+            for batch in exact_batches(self.pool, self.batch_size, len(self), rng, topics):
+                self._drawn.update(batch)
+                yield batch
+
+        def upcoming(self, batches: int) -> np.ndarray:
+            """The examples the next ``batches`` batches will most likely hold: this epoch's order without what
+            was handed out, then the next epochs' orders, cut at ``batches`` × batch size. (The order is
+            fixed per epoch; which examples a batch takes from it depends on the negatives at that moment,
+            so the cut is a prediction, exact up to examples deferred across it.)"""
+            want = batches * self.batch_size
+            epoch = self.epoch  # set_epoch() may have moved on since the last epoch began: then nothing is drawn
+            drawn = self._drawn if epoch == self._epoch else set()
+            ahead = [i for i in epoch_order(len(self.pool), np.random.default_rng([self.seed, epoch]), topics).tolist()
+                     if i not in drawn]
+            while len(ahead) < want:
+                epoch += 1
+                ahead += epoch_order(len(self.pool), np.random.default_rng([self.seed, epoch]), topics).tolist()
+            return np.asarray(ahead[:want], np.int64)
 
         def __len__(self) -> int:
             if self._count is None:

@@ -197,6 +197,9 @@ def train(
 
     topics = _topics(model, pool, config, output_dir, reuse=checkpoint is not None, show_progress=show_progress)
     shares = share_log(config, loss, pool, output_dir, padding, refresher, data, fresh=checkpoint is None)
+    sampler = make_batch_sampler(pool, config.batch_size, config.seed, topics)
+    if refresher is not None:
+        refresher.look_ahead = sampler.upcoming  # a pool-scope refresh mines only the queries trained on next
 
     class PoolTrainer(SentenceTransformerTrainer):
         def compute_loss(self, model, inputs, *args, **kwargs):
@@ -204,7 +207,7 @@ def train(
                 shares.begin_step(self.state.global_step, self.state.max_steps)
             return super().compute_loss(model, inputs, *args, **kwargs)
         def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
-            return make_batch_sampler(pool, batch_size, config.seed, topics)
+            return sampler
 
     dataset = pool_dataset(pool)
     trainer = PoolTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
