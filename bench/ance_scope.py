@@ -9,11 +9,19 @@ training queries, 64 tokens, hardneg's default selection (dense TopK-PercPos 0.0
    pool would hold and what share of this mining's negatives lie inside it;
 2. trains with the bench's usual budget (batch 32, learning rate 5e-5, --epochs
    passes) up to a checkpoint step (default: the last refresh of a 3-refresh run);
-3. refreshes twice from those same weights, side by side: pool scope at depth D
-   (re-encodes the pool only) and full scope (re-encodes the whole corpus), both
-   through :class:`hardneg.train.refresh.Refresher`, each on its own copy of the
-   negatives; and reports their seconds, documents encoded and the overlap of the
-   pool scope's negatives with the full refresh's (per query, shared negatives / 3).
+3. refreshes from those same weights, side by side: pool scope at each depth D and
+   full scope (re-encodes the whole corpus, re-mines every query), all through
+   :class:`hardneg.train.refresh.Refresher`, each on its own copy of the negatives.
+   A pool refresh is told, as the trainer's batch sampler would tell it, which
+   examples the batches up to the next refresh hold, and mines only their queries
+   among their top-D candidates of the first mining; it reports its seconds,
+   documents encoded and the overlap of its negatives with the full refresh's for
+   those queries (per query, shared negatives / 3);
+4. measures, without more refreshes, what share of the full refresh's negatives
+   other pools of the next interval's queries would hold (the refreshed model's
+   queries searched in the first mining's document embeddings; both pools' union),
+   and with ``--skip-designs`` left out, the older designs (per-query windows,
+   stale index made fresh in the pool).
 
 No cache is shared between the two refreshes (no run directory): each encodes its
 queries and documents itself. ``uptime`` is recorded before and after each timed
@@ -62,11 +70,13 @@ def by_query(selection, mined_only: bool) -> dict[int, set[int]]:
     return {int(q): set(selection.negatives[i][keep[i]].tolist()) for i, q in enumerate(selection.query_rows)}
 
 
-def overlap(pool_selection, full_selection, mined_only: bool) -> float:
-    """Mean over queries of the share of the full refresh's negatives (only its mined ones with ``mined_only``)
-    that the pool-scope refresh also selected."""
+def overlap(pool_selection, full_selection, mined_only: bool, queries=None) -> float:
+    """Mean over queries (those of ``queries`` only, given) of the share of the full refresh's negatives (only its
+    mined ones with ``mined_only``) that the pool-scope refresh also selected."""
     pool, full = by_query(pool_selection, False), by_query(full_selection, mined_only)
-    shares = [len(pool.get(q, set()) & rows) / len(rows) for q, rows in full.items() if rows]
+    wanted = None if queries is None else set(int(q) for q in queries)
+    shares = [len(pool.get(q, set()) & rows) / len(rows) for q, rows in full.items()
+              if rows and (wanted is None or q in wanted)]
     return sum(shares) / len(shares)
 
 
@@ -87,10 +97,10 @@ def inside_for(selection, rows, queries) -> float:
     return float(np.isin(selection.negatives[keep], rows).mean())
 
 
-def next_interval_queries(pool, batch_size: int, seed: int, start: int, count: int):
-    """Query rows of the examples the batch sampler hands out in batches ``start .. start + count`` of its plan
-    (epoch after epoch, as the trainer draws them with these negatives): the queries whose negatives a refresh
-    at step ``start`` feeds before the next one."""
+def next_interval_examples(pool, batch_size: int, seed: int, start: int, count: int):
+    """The examples the batch sampler hands out in batches ``start .. start + count`` of its plan (epoch after
+    epoch, as the trainer draws them with these negatives): those whose negatives a refresh at step ``start``
+    feeds before the next one."""
     import numpy as np
 
     from hardneg.train.sampler import iter_batches
@@ -99,8 +109,7 @@ def next_interval_queries(pool, batch_size: int, seed: int, start: int, count: i
     while len(batches) < start + count:
         batches.extend(iter_batches(pool, batch_size, np.random.default_rng([seed, epoch])))
         epoch += 1
-    examples = [i for b in batches[start:start + count] for i in b]
-    return np.unique(pool.query_rows[examples])
+    return np.asarray([i for b in batches[start:start + count] for i in b], np.int64)
 
 
 def window_pool(candidate_rows, selection, positives, margin: int):
@@ -226,8 +235,12 @@ def main(argv=None) -> int:
 
     pool = pool_from_selection(train_data, first.selection)
     steps = max(1, len(pool) // args.batch_size) * args.epochs
-    checkpoint = args.checkpoint or args.refreshes * max(1, math.ceil(steps / (args.refreshes + 1)))
-    out.update({"steps_schedule": steps, "checkpoint": checkpoint})
+    period = max(1, math.ceil(steps / (args.refreshes + 1)))  # N refreshes split the run into N + 1 parts
+    checkpoint = args.checkpoint or args.refreshes * period
+    out.update({"steps_schedule": steps, "checkpoint": checkpoint, "refresh_every": period})
+    # the queries trained on between this refresh and the next: what a pool refresh with the look-ahead mines
+    examples = next_interval_examples(pool, args.batch_size, args.seed, checkpoint, period)
+    upcoming = np.unique(pool.query_rows[examples])
 
     class StopAt(TrainerCallback):
         def on_step_end(self, a, state, control, **kwargs):
@@ -247,9 +260,10 @@ def main(argv=None) -> int:
     runs = [(f"pool-D{d}", "pool", d) for d in args.scope_depths] + [("full", "full", 1)]
     for name, scope, depth in runs:  # same weights, one after the other
         copy = pool_from_selection(train_data, first.selection)
-        refresher = Refresher(miner, train_data, copy, RefreshConfig(every=checkpoint, scope=scope,
+        refresher = Refresher(miner, train_data, copy, RefreshConfig(every=period, scope=scope,
                                                                      scope_depth=depth, full_every=None),
                               candidates=first.candidates)
+        refresher.look_ahead = lambda batches: examples  # as the trainer's sampler would predict them
         out["load"][f"before_{name}"] = uptime()
         with torch.inference_mode():
             entries[name] = refresher.refresh(checkpoint)
@@ -261,11 +275,8 @@ def main(argv=None) -> int:
     # Only the queries trained on before the next refresh consume what a refresh mines: the pool of those
     # queries alone, and the share of the full refresh's negatives for them that it holds (upper bound of the
     # overlap a refresh of those queries on that pool reaches; equal to it within 0.002 so far)
-    interval = checkpoint // args.refreshes
-    upcoming = next_interval_queries(pool_from_selection(train_data, first.selection), args.batch_size, args.seed,
-                                     checkpoint, interval)
     positives_up = [train_data.positives[q] for q in upcoming]
-    out["next_interval"] = {"steps": interval, "queries": len(upcoming), "by_depth": {}}
+    out["next_interval"] = {"steps": period, "queries": len(upcoming), "by_depth": {}}
     for d in DEPTHS:
         rows = pool_scope(first.candidates.doc_ids[upcoming], positives_up, d)
         out["next_interval"]["by_depth"][d] = {
@@ -276,8 +287,8 @@ def main(argv=None) -> int:
     out["pool_vs_full"] = {
         name: {"seconds_ratio": round(entries[name]["seconds_mine"] / entries["full"]["seconds_mine"], 4),
                "documents_ratio": round(entries[name]["documents_encoded"] / entries["full"]["documents_encoded"], 4),
-               "overlap_all_negatives": round(overlap(selections[name], full, False), 4),
-               "overlap_mined_negatives": round(overlap(selections[name], full, True), 4)}
+               "overlap_all_negatives": round(overlap(selections[name], full, False, upcoming), 4),
+               "overlap_mined_negatives": round(overlap(selections[name], full, True, upcoming), 4)}
         for name, _, _ in runs[:-1]}
     # what share of the full refresh's negatives each pool depth could have held (an upper bound of the overlap)
     out["full_negatives_inside_pool_by_depth"] = {
