@@ -91,7 +91,7 @@ class RefreshConfig:
     asynchronous: bool = False
     worker_threads: int = 1
     scope: str = "full"
-    scope_depth: int = 10
+    scope_depth: int = 30
     full_every: int | None = 4
 
     def __post_init__(self) -> None:
