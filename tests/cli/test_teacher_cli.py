@@ -65,7 +65,7 @@ def test_rescore_without_teacher_says_how(tmp_path):
 @pytest.mark.slow
 def test_train_reranker_cli_passes_its_options_and_prints_dev_reranking(tmp_path, tiny_dir, minilm_path):
     out = run_cli("-q", "train-reranker", str(tiny_dir), "--base", minilm_path, "--output", str(tmp_path / "teacher"),
-                  "--negatives", "bm25", "--negatives-per-query", "1", "--negative-sampling", "random",
+                  "--retriever", "bm25", "--negatives-per-query", "1", "--negative-sampling", "random",
                   "--in-batch-negatives", "1", "--max-steps", "2", "--batch-size", "4", "--max-length", "32",
                   "--precision", "fp32", "--eval-depth", "5", "--eval-max-queries", "5")
     assert out.returncode == 0, out.stderr
@@ -74,6 +74,15 @@ def test_train_reranker_cli_passes_its_options_and_prints_dev_reranking(tmp_path
     assert record["steps"] == 2 and record["dev_queries"] == 5
     assert {k: record["config"][k] for k in ("loss", "in_batch_negatives", "negative_sampling", "negatives")} == {
         "loss": "listwise", "in_batch_negatives": 1, "negative_sampling": "random", "negatives": "bm25"}
+
+
+@pytest.mark.parametrize("flag", ["--retriever", "--negatives"])
+def test_train_reranker_takes_the_retriever_under_the_name_mine_and_train_use_and_its_older_one(flag):
+    from hardneg.cli import build_parser
+
+    args = build_parser().parse_args(["train-reranker", "data", "--base", "b", "--output", "o", flag, "dense"])
+    assert args.negatives == "dense"
+    assert build_parser().parse_args(["train-reranker", "data", "--base", "b", "--output", "o"]).negatives == "hybrid"
 
 
 def test_train_reranker_refuses_an_unknown_loss(tmp_path, tiny_dir):

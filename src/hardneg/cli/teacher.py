@@ -67,8 +67,9 @@ def _add_train_reranker(sub) -> None:
     m.add_argument("--output", "-o", required=True,
                    help="directory for the teacher; a sibling OUTPUT.work keeps the mining cache and, while training, "
                    "the checkpoints (a rerun reuses it; delete it when done)")
-    m.add_argument("--negatives", choices=RETRIEVERS, default="hybrid",
-                   help="where training negatives come from (default: hybrid)")
+    m.add_argument("--retriever", "--negatives", dest="negatives", choices=RETRIEVERS, default="hybrid",
+                   help="retriever that mines the training negatives, as in mine and train (--negatives is its "
+                   "older name; default: hybrid)")
     m.add_argument("--negatives-model", help="bi-encoder for dense/hybrid negatives (default: --base)")
     m.add_argument("--negatives-per-query", type=int, default=3,
                    help="mined negatives per query; with --loss listwise, time per step grows with it, memory does "
