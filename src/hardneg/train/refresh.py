@@ -53,8 +53,9 @@ import numpy as np
 
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
-from hardneg.store import atomic_path, load_npy, save_npy, write_json
+from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.refresh_scope import SCOPES, Scope, pool_scope, scoped_data, to_corpus_rows
+from hardneg.train.refresh_worker import PendingRefresh, mine_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,8 @@ class Refresher:
             Without them the first refresh is full.
 
     Attributes:
-        look_ahead: optional; given a number of batches, the indices of ``pool``'s examples the
-            next that many batches will (most likely) hold. With it a pool-scope refresh mines
-            only those examples' queries (the others' negatives would not be used before the
-            next refresh); without it, every query.
+        look_ahead: optional; given a number of batches, the indices of ``pool``'s examples they will
+            (most likely) hold: a pool-scope refresh then mines only their queries (else every query).
     """
 
     def __init__(self, miner, data, pool, config: RefreshConfig, *, dev: DevEvaluator | None = None,
@@ -193,7 +192,7 @@ class Refresher:
             snapshot_dir = self.log_path.parent / "refresh-snapshots"
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self.history: list[dict[str, Any]] = []
-        self.pending: _PendingRefresh | None = None
+        self.pending: PendingRefresh | None = None
         self.last_selection = None
         if config.scope == "pool" and config.scope_depth > miner.depth:
             raise HardnegError(f"refresh scope depth {config.scope_depth} exceeds the miner's depth {miner.depth}: "
@@ -346,12 +345,12 @@ class Refresher:
             worker_dev = copy.copy(self.dev)
             worker_dev.dense = worker_dense
         process = multiprocessing.get_context("spawn").Process(
-            target=_mine_snapshot, name=f"hardneg-refresh-{step}", daemon=True,
+            target=mine_snapshot, name=f"hardneg-refresh-{step}", daemon=True,
             args=(worker_miner, self.data if scope is None else scoped_data(self.data, scope.documents, scope.queries),
                   worker_dev, folder / "result.pkl", self.config.worker_threads, scope is None),
         )
         process.start()
-        self.pending = _PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0, scope)
+        self.pending = PendingRefresh(step, folder, process, time.perf_counter(), time.perf_counter() - t0, scope)
 
     def poll(self, step: int, *, wait: bool = False) -> dict[str, Any] | None:
         """Apply a finished asynchronous refresh (waiting for it with ``wait``); its log entry, else None."""
@@ -438,28 +437,6 @@ class Refresher:
 def dev_fields(metrics: dict[str, float]) -> dict[str, float]:
     """Dev metrics as log-entry fields: ``dev_ndcg@10`` & co., rounded to 6 places."""
     return {f"dev_{k}": round(v, 6) for k, v in metrics.items()}
-
-
-@dataclass
-class _PendingRefresh:
-    step: int
-    folder: Path
-    process: Any
-    started: float
-    seconds_snapshot: float
-    scope: Scope | None  # what the refresh mines; None: everything
-
-
-def _mine_snapshot(miner, data, dev, result_path: Path, threads: int, full: bool) -> None:
-    """Worker process: mine (and evaluate) with a weight snapshot; pickle ``(MineResult, dev metrics)``.
-    Unless ``full``, ``data`` is cut to a refresh scope and its report (of a sub-corpus) is not saved."""
-    import torch
-
-    torch.set_num_threads(threads)
-    result = miner.mine(data, save_report=full)
-    metrics = dev() if dev is not None else None
-    with atomic_path(result_path) as tmp, open(tmp, "wb") as fh:
-        pickle.dump((result, metrics), fh)
 
 
 def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
