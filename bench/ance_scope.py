@@ -80,20 +80,14 @@ def overlap(pool_selection, full_selection, mined_only: bool, queries=None) -> f
     return sum(shares) / len(shares)
 
 
-def inside(selection, rows, mined_only: bool) -> float:
-    """Share of a selection's negatives (only the mined ones with ``mined_only``) inside ``rows``."""
+def inside(selection, rows, mined_only: bool, queries=None) -> float:
+    """Share of a selection's negatives (only the mined ones with ``mined_only``; only those of ``queries``,
+    query rows, given) inside ``rows``."""
     import numpy as np
 
     keep = (selection.negatives >= 0) & (~padding_mask(selection) if mined_only else True)
-    return float(np.isin(selection.negatives[keep], rows).mean())
-
-
-def inside_for(selection, rows, queries) -> float:
-    """Share of the negatives of ``queries`` (query rows) in a selection that lie inside ``rows``."""
-    import numpy as np
-
-    mine = np.isin(selection.query_rows, queries)
-    keep = (selection.negatives >= 0) & mine[:, None]
+    if queries is not None:
+        keep &= np.isin(selection.query_rows, queries)[:, None]
     return float(np.isin(selection.negatives[keep], rows).mean())
 
 
@@ -281,7 +275,7 @@ def main(argv=None) -> int:
         rows = pool_scope(first.candidates.doc_ids[upcoming], positives_up, d)
         out["next_interval"]["by_depth"][d] = {
             "documents": len(rows), "share_of_corpus": round(len(rows) / len(train_data.corpus), 4),
-            "full_negatives_inside": round(inside_for(full, rows, upcoming), 4)}
+            "full_negatives_inside": round(inside(full, rows, False, upcoming), 4)}
     logger.info("next interval: %s", json.dumps(out["next_interval"]))
     out["full_padding_share"] = round(float(padding_mask(full).mean()), 4)
     out["pool_vs_full"] = {
@@ -308,7 +302,7 @@ def main(argv=None) -> int:
             rows = rows_at(d)
             out["next_interval"][design][d] = {
                 "documents": len(rows), "share_of_corpus": round(len(rows) / len(train_data.corpus), 4),
-                "full_negatives_inside": round(inside_for(full, rows, upcoming), 4)}
+                "full_negatives_inside": round(inside(full, rows, False, upcoming), 4)}
         logger.info("next interval, %s: %s", design, json.dumps(out["next_interval"][design]))
     if not args.skip_designs:
         other_designs(out, miner, encoder, train_data, first, full, pools, stale_docs, fresh_queries)

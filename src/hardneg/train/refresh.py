@@ -224,10 +224,11 @@ class Refresher:
             queries = np.unique(rows[rows >= 0]).astype(np.int64)
             if not len(queries):  # nothing planned ahead (cannot happen mid-training): mine every query
                 queries = None
-        chosen = range(len(self.data.queries)) if queries is None else queries
-        documents = pool_scope(self.scope_candidates[np.asarray(chosen, np.int64)],
-                               [self.data.positives[q] for q in chosen], self.config.scope_depth)
-        return Scope(documents, queries)
+        if queries is None:
+            candidates, positives = self.scope_candidates, self.data.positives
+        else:
+            candidates, positives = self.scope_candidates[queries], [self.data.positives[q] for q in queries]
+        return Scope(pool_scope(candidates, positives, self.config.scope_depth), queries)
 
     def _mine(self, miner, scope: Scope | None):
         """``miner``'s result for the data within ``scope`` (None: all), in corpus and data rows."""

@@ -148,7 +148,6 @@ def make_batch_sampler(pool, batch_size: int, seed: int, topics: np.ndarray | No
             super().__init__(range(len(pool)), batch_size=batch_size, drop_last=True, seed=seed)
             self.pool = pool
             self._count: int | None = None
-
             self._epoch = 0
             self._drawn: set[int] = set()  # examples handed out in the epoch under way
 
