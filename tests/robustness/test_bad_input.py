@@ -214,7 +214,8 @@ CASES = [
     # a mount that says it is writable (permission bits, os.access) but refuses every file: caught by a probe
     Case("read-only-mount", mine("--run-dir", "{root}/fresh"), "(Read-only file system)",
          prepare=writes_fail(errno.EROFS, "Read-only file system")),
-    Case("output-in-proc", ("mine", "{data}", "-o", "/proc/hardneg-out.jsonl"), "cannot write in /proc"),
+    Case("output-in-proc", ("mine", "{data}", "-o", "/proc/hardneg-out.jsonl"),
+         "--output /proc/hardneg-out.jsonl: cannot write in /proc"),  # not the default run dir beside it
     Case("train-output-in-proc", ("train", "{data}", "--model", "{model}", "--output", "/proc/hardneg-model"),
          "cannot write in /proc"),
     Case("disk-full-in-export", mine("--run-dir", "{run}"), "No space left on device", code=1,

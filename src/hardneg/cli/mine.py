@@ -88,8 +88,9 @@ def cmd_mine(args) -> int:
 
     config = selection_config(args)
     output = Path(args.output)
-    run_dir = check_run_dir(args.run_dir if args.run_dir else output.parent / "hardneg-run")
-    check_output(output, args, run_dir=run_dir)
+    run_dir = Path(args.run_dir) if args.run_dir else output.parent / "hardneg-run"
+    check_output(output, args, run_dir=run_dir)  # first the path the user chose; the default run dir sits beside it
+    check_run_dir(run_dir)
     check_format(output, args.format, if_short=config.if_short)
     executor, teacher = make_executor(args), make_teacher(args)
     warn_if_ray_has_no_work(args, teacher)
