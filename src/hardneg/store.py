@@ -337,12 +337,13 @@ class RunDir:
         teacher/<key>.npy             cross-encoder scores of candidate pairs (and .parts/)
         snapshots/<key>/              weights of an in-memory model, saved for Ray workers to load
         bm25/<key>/                   a BM25 index (memory-mapped arrays, vocabulary, index.json last)
+        corpus/<digest>/              a big corpus's ids, titles and texts as Arrow files, memory-mapped
         report.json                   the last successful mining run's report
         report_scores.npz, report_examples.json, report.html   what `hardneg report` draws
         report_map.json               telling queries' neighbourhoods for the report (dense runs)
     """
 
-    CACHE_FOLDERS = ("embeddings", "candidates", "teacher", "snapshots", "bm25")
+    CACHE_FOLDERS = ("embeddings", "candidates", "teacher", "snapshots", "bm25", "corpus")
     REPORT, SNAPSHOT, EXAMPLES, PAGE = "report.json", "report_scores.npz", "report_examples.json", "report.html"
     MAP = "report_map.json"
     REPORT_FILES = (REPORT, SNAPSHOT, EXAMPLES, PAGE, MAP)
@@ -382,6 +383,11 @@ class RunDir:
 
     def bm25_index(self, key: str) -> Path:
         return self.path / "bm25" / key
+
+    @property
+    def corpus(self) -> Path:
+        """Where a big corpus is kept on disk (:func:`hardneg.data.on_disk.corpus_on_disk`)."""
+        return self.path / "corpus"
 
     def teacher_scores(self, key: str) -> Path:
         return self.path / "teacher" / f"{key}.npy"

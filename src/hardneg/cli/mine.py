@@ -19,6 +19,7 @@ from hardneg.cli.options import (
     load_data,
     make_executor,
     make_teacher,
+    on_disk_if_big,
     selection_config,
     warn_if_ray_has_no_work,
 )
@@ -94,7 +95,7 @@ def cmd_mine(args) -> int:
     check_format(output, args.format, if_short=config.if_short)
     executor, teacher = make_executor(args), make_teacher(args)
     warn_if_ray_has_no_work(args, teacher)
-    data = load_data(args)
+    data = on_disk_if_big(load_data(args), run_dir)
     miner = Miner(build_retriever(args, executor=executor), config, depth=args.depth, run_dir=run_dir,
                   show_progress=not args.quiet, teacher=teacher, executor=executor)
     result = miner.mine(data, save_report=False)
@@ -120,7 +121,7 @@ def cmd_eval(args) -> int:
     run_dir = RunDir(check_run_dir(args.run_dir)) if args.run_dir else None
     retriever = build_retriever(args, executor=make_executor(args))
     warn_if_ray_has_no_work(args)
-    data = load_data(args)
+    data = on_disk_if_big(load_data(args), run_dir.path if run_dir else None)
     metrics = evaluate_retriever(retriever, data, depth=args.depth or 100, run_dir=run_dir,
                                  show_progress=not (args.quiet or args.json))
     if args.json:

@@ -360,6 +360,17 @@ def load_data(args):
     return data
 
 
+def on_disk_if_big(data, run_dir: str | Path | None):
+    """``data`` with its corpus memory-mapped from the run directory when it is big (see
+    :mod:`hardneg.data.on_disk`); as it is without a run directory, or when it is small."""
+    from hardneg.data.on_disk import ON_DISK_FROM_BYTES, corpus_bytes, corpus_on_disk
+    from hardneg.store import RunDir
+
+    if data is None or run_dir is None or corpus_bytes(data.corpus) < ON_DISK_FROM_BYTES:
+        return data
+    return corpus_on_disk(data, RunDir(run_dir).corpus)
+
+
 def optional_dev_data(data_path: str | Path, requested: str | None):
     """The dev split to evaluate on, or None.
 

@@ -18,6 +18,7 @@ from hardneg.cli.options import (
     data_split,
     make_executor,
     make_teacher,
+    on_disk_if_big,
     optional_dev_data,
 )
 from hardneg.errors import HardnegError
@@ -206,7 +207,8 @@ def cmd_rescore(args) -> int:
     manifest = read_artifact(path.with_suffix(".json"), lambda p: json.loads(p.read_text(encoding="utf-8")),
                              what="candidates record") or {}
     candidates = Candidates.load(path)
-    data = _aligned(_recorded_data(manifest, args), candidates, manifest.get("data_fingerprint"))
+    data = on_disk_if_big(_aligned(_recorded_data(manifest, args), candidates, manifest.get("data_fingerprint")),
+                          run.path)
     teacher, executor = make_teacher(args), make_executor(args)
     t0 = time.perf_counter()
     scored = rescore_candidates(candidates, data, teacher, run_dir=run, shard_size=args.shard_size,

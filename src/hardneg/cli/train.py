@@ -15,6 +15,7 @@ from hardneg.cli.options import (
     build_retriever,
     load_data,
     make_executor,
+    on_disk_if_big,
     optional_dev_data,
     selection_config,
 )
@@ -273,8 +274,8 @@ def cmd_train(args) -> int:
     run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
     if args.negatives:
         check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
-    data = load_data(args)
-    dev = optional_dev_data(args.data, args.dev_split)
+    data = on_disk_if_big(load_data(args), run_dir)
+    dev = on_disk_if_big(optional_dev_data(args.data, args.dev_split), run_dir)  # the same corpus maps the same files
     model = load_sentence_transformer(args.model)
     set_max_length(model, args.max_length, args.model)
     miner, eval_miner = training_miner(args, model, run_dir)

@@ -168,15 +168,16 @@ def _qrels_lines(path: Path):
 
 def _read_qrels(files: _Files, read: CorpusRead, queries: dict[str, tuple[str, int]]) -> _Qrels:
     out = _Qrels()
-    row_of = read.corpus.row_of
-    for lineno, query_id, doc_id, score in _qrels_lines(files.qrels):
+    judgements = list(_qrels_lines(files.qrels))
+    rows = read.corpus.rows_of([doc_id for _, _, doc_id, _ in judgements]).tolist()
+    for (lineno, query_id, doc_id, score), found in zip(judgements, rows):
         out.n_rows += 1
         if query_id not in queries:
             raise HardnegError(
                 f"{files.qrels}:{lineno}: query id {query_id!r} is not in {files.queries.name}; every qrels query "
                 "must be defined there. Add the query or remove the qrels line."
             )
-        row = row_of.get(doc_id)
+        row = found if found >= 0 else None
         if row is None:
             if doc_id not in read.empty_ids:
                 raise HardnegError(

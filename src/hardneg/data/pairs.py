@@ -142,7 +142,7 @@ class PairsBuilder:
             )
         positives = [_frozen(np.unique(np.asarray(rows, dtype=np.int32))) for _, rows in kept]
         return RetrievalData(
-            corpus=Corpus(tuple(self.ids), tuple(self.titles), tuple(self.texts)),
+            corpus=Corpus(self.ids, self.titles, self.texts),
             queries=Queries(tuple(f"q{i}" for i in range(len(kept))), tuple(text for text, _ in kept)),
             positives=tuple(positives),
             grades=tuple(_frozen(np.ones(len(pos), dtype=np.int32)) for pos in positives),

@@ -11,10 +11,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from hardneg.data.text_column import TextColumn, as_text_column
 from hardneg.errors import HardnegError
 
 _FINGERPRINT_VERSION = b"hardneg.data.fingerprint.v1\0"
@@ -94,25 +96,29 @@ class DataSource:
 class Corpus:
     """The documents, in row order.
 
+    Each field is a :class:`~hardneg.data.text_column.TextColumn` (any sequence of ``str`` given is
+    converted): the texts are one UTF-8 buffer with row offsets, not one Python object each, and
+    :meth:`save` / :meth:`open` keep them in a memory-mapped Arrow file.
+
     Attributes:
         ids: document id of each row, unique.
         titles: title of each row; ``""`` when the source has none.
         texts: body text of each row.
     """
 
-    ids: tuple[str, ...]
-    titles: tuple[str, ...]
-    texts: tuple[str, ...]
+    ids: TextColumn
+    titles: TextColumn
+    texts: TextColumn
 
     def __post_init__(self) -> None:
         for name in ("ids", "titles", "texts"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            object.__setattr__(self, name, as_text_column(getattr(self, name), f"Corpus {name}"))
         if not len(self.ids) == len(self.titles) == len(self.texts):
             raise HardnegError(
                 f"Corpus: {len(self.ids)} ids, {len(self.titles)} titles and {len(self.texts)} texts; "
                 "expected one of each per document (use '' for a missing title)."
             )
-        if len(set(self.ids)) != len(self.ids):
+        if _distinct(self.ids) != len(self.ids):
             duplicate = _first_duplicate(self.ids)
             raise HardnegError(f"Corpus: document id {duplicate!r} occurs more than once; ids must be unique.")
 
@@ -124,10 +130,60 @@ class Corpus:
         """Map from document id to row."""
         return {doc_id: row for row, doc_id in enumerate(self.ids)}
 
+    def rows_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """The row of each id in ``doc_ids`` (``int64``; -1 where the corpus has no such id).
+
+        Looked up by Arrow over the id column's bytes, so a big corpus needs no Python dict of its ids
+        (:attr:`row_of` builds one, for lookups one id at a time).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array([doc_id.encode("utf-8", "surrogatepass") for doc_id in doc_ids], pa.large_binary())
+        found = pc.index_in(wanted, value_set=self.ids.to_arrow())
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
     @cached_property
-    def passages(self) -> tuple[str, ...]:
-        """The text encoders, BM25 and exports see: ``"{title} {text}"``, or the text alone when there is no title."""
-        return tuple(_passage(title, text) for title, text in zip(self.titles, self.texts))
+    def passages(self) -> TextColumn:
+        """The text encoders, BM25 and exports see: ``"{title} {text}"``, or the text alone when there is no title.
+
+        With no title anywhere (MS MARCO, plain-text corpora) this is :attr:`texts` itself, not a copy.
+        """
+        if self.titles.all_empty():
+            return self.texts
+        return TextColumn.from_texts(_passage(title, text) for title, text in zip(self.titles, self.texts))
+
+    @cached_property
+    def digest(self) -> str:
+        """A sha256 hex digest of the ids, titles and texts (their bytes, not their objects: fast)."""
+        digest = hashlib.sha256(b"hardneg.corpus.v1\0")
+        for name in _COLUMNS:
+            getattr(self, name).update_digest(digest)
+        return digest.hexdigest()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the corpus to ``path`` (a folder: ``ids.arrow``, ``titles.arrow``, ``texts.arrow``).
+
+        :meth:`open` reads it back memory-mapped, so its texts stay on disk until they are read.
+        """
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in _COLUMNS:
+            getattr(self, name).save(folder / f"{name}.arrow")
+        return folder
+
+    @classmethod
+    def open(cls, path: str | Path) -> Corpus:
+        """The corpus :meth:`save` wrote to ``path``, memory-mapped.
+
+        Raises:
+            HardnegError: a column file is missing or not a saved text column.
+        """
+        folder = Path(path)
+        return cls(*(TextColumn.open(folder / f"{name}.arrow") for name in _COLUMNS))
+
+
+_COLUMNS = ("ids", "titles", "texts")
 
 
 @dataclass(frozen=True)
@@ -149,7 +205,7 @@ class Queries:
             raise HardnegError(
                 f"Queries: {len(self.ids)} ids and {len(self.texts)} texts; expected one text per query id."
             )
-        if len(set(self.ids)) != len(self.ids):
+        if _distinct(self.ids) != len(self.ids):
             duplicate = _first_duplicate(self.ids)
             raise HardnegError(f"Queries: query id {duplicate!r} occurs more than once; ids must be unique.")
 
@@ -279,6 +335,18 @@ class RetrievalData:
             grades=tuple(self.grades[r] for r in picked),
             origin=self.origin.of_subset(len(picked), n),
         )
+
+
+def _distinct(values: Sequence[str]) -> int:
+    """How many different values there are (a column's are counted by Arrow over its bytes: no Python strings)."""
+    if not isinstance(values, TextColumn):
+        return len(set(values))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    count = pc.count_distinct(values.to_arrow()).as_py() if len(values) else 0
+    pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the hash table's pages
+    return count
 
 
 def _first_duplicate(ids: Sequence[str]) -> str:
