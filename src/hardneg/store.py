@@ -316,10 +316,9 @@ def fingerprint(*parts: Any) -> str:
 
 
 def texts_fingerprint(texts: Any) -> str:
-    """Hash a sequence of strings (order matters)."""
+    """Hash a sequence of strings (order matters); a text column's bytes are hashed as they are stored."""
     digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
+    for encoded in texts.iter_bytes() if hasattr(texts, "iter_bytes") else (text.encode("utf-8") for text in texts):
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
     return digest.hexdigest()[:16]

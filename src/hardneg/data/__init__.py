@@ -10,7 +10,10 @@ Three input shapes are understood, all converted at the boundary into one immuta
 * a Hugging Face ``datasets.Dataset`` with the same two columns —
   :func:`from_hf_dataset` (``hf.py``).
 
-Values live in ``values.py``, file reading in ``readers.py``. Every problem with the
+Values live in ``values.py``, file reading in ``readers.py``. A corpus's ids, titles and texts are
+:class:`TextColumn` s (``text_column.py``): one UTF-8 buffer and one offset per row each, not one
+Python string per document; a well-formed ``corpus.jsonl`` is parsed column-wise by Arrow. A big
+corpus can live on disk, memory-mapped (``on_disk.py``; the CLI does this from 256 MiB). Every problem with the
 input raises :class:`~hardneg.errors.HardnegError` naming the file, the line and the id,
 what was expected and how to fix it. Documents with no text at all and empty positive
 cells are skipped, counted and reported in one warning; nothing is dropped silently.
@@ -23,10 +26,11 @@ from pathlib import Path
 from hardneg.data.beir import load_beir
 from hardneg.data.hf import from_hf_dataset
 from hardneg.data.pairs import load_pairs
+from hardneg.data.text_column import TextColumn
 from hardneg.data.values import Corpus, DataSource, Queries, RetrievalData
 from hardneg.errors import HardnegError
 
-__all__ = ["Corpus", "DataSource", "Queries", "RetrievalData", "from_hf_dataset", "load", "load_beir",
+__all__ = ["Corpus", "DataSource", "Queries", "RetrievalData", "TextColumn", "from_hf_dataset", "load", "load_beir",
            "load_pairs", "reload"]
 
 

@@ -198,11 +198,13 @@ def _read_beir_corpus_columnar(path: Path) -> CorpusRead | None:
         return None  # a blank id
     if not pc.all(pc.or_(has_content(texts, _HAS_CONTENT), has_content(titles, _HAS_CONTENT))).as_py():
         return None  # an empty document, set aside with its line number
-    if pc.count_distinct(ids).as_py() != len(ids):
-        return None  # a duplicate id
-    corpus = Corpus(TextColumn.from_arrow(ids), TextColumn.from_arrow(titles), TextColumn.from_arrow(texts))
+    columns = [TextColumn.from_arrow(column) for column in (ids, titles, texts)]
     del ids, titles, texts
     pa.default_memory_pool().release_unused()  # the allocator keeps the parsed table's pages otherwise
+    try:
+        corpus = Corpus(*columns)
+    except HardnegError:
+        return None  # a duplicate id: the line reader names both lines
     return CorpusRead(corpus, {}, path)
 
 

@@ -194,13 +194,18 @@ class TextColumn(Sequence[str]):
             raise TypeError(f"TextColumn indices must be integers or slices, not {type(index).__name__}") from None
 
     def __iter__(self) -> Iterator[str]:
+        for text in self.iter_bytes():
+            yield text.decode(_ENCODING, _ERRORS)
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Each text's UTF-8 bytes (``text.encode("utf-8", "surrogatepass")``), in order, without decoding."""
         offsets = self._offsets
         for first in range(0, len(self), _ITER_ROWS):
             bounds = offsets[first:first + _ITER_ROWS + 1].tolist()
             blob = self._data[bounds[0]:bounds[-1]].tobytes()
             base = bounds[0]
             for start, stop in zip(bounds, bounds[1:]):
-                yield blob[start - base:stop - base].decode(_ENCODING, _ERRORS)
+                yield blob[start - base:stop - base]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TextColumn):

@@ -266,10 +266,9 @@ class RetrievalData:
             digest.update(data)
 
         digest.update(len(self.corpus).to_bytes(8, "little"))
-        for doc_id, title, text in zip(self.corpus.ids, self.corpus.titles, self.corpus.texts):
-            put(doc_id)
-            put(title)
-            put(text)
+        corpus = self.corpus
+        for fields in zip(corpus.ids.iter_bytes(), corpus.titles.iter_bytes(), corpus.texts.iter_bytes()):
+            digest.update(b"".join(piece for data in fields for piece in (len(data).to_bytes(8, "little"), data)))
         digest.update(len(self.queries).to_bytes(8, "little"))
         for query_id, text, pos, grade in zip(self.queries.ids, self.queries.texts, self.positives, self.grades):
             put(query_id)

@@ -149,7 +149,7 @@ def positive_similarities(queries: np.ndarray, docs: np.ndarray, positives: tupl
 
 def embedding_key(role: str, texts: Sequence[str]) -> str:
     """The run-directory cache key of the embeddings of ``texts`` (``role`` carries the encoder fingerprint)."""
-    return f"{role}-{texts_fingerprint(list(texts))}"
+    return f"{role}-{texts_fingerprint(texts)}"
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,8 @@ def cached_encode(
     shard plan and files do not depend on it. From a run directory the embeddings come
     back memory-mapped.
     """
-    texts = list(texts)
+    if not isinstance(texts, Sequence):
+        texts = list(texts)  # a sequence (a corpus's TextColumn) stays as it is: no Python string per text held
     if run_dir is None and (executor is None or executor.name == "embedded"):
         return job.encode(side, texts, show_progress=show_progress)
     final = parts_dir = None
