@@ -14,7 +14,9 @@ training queries, 64 tokens, hardneg's default selection (dense TopK-PercPos 0.0
    :class:`hardneg.train.refresh.Refresher`, each on its own copy of the negatives.
    A pool refresh is told, as the trainer's batch sampler would tell it, which
    examples the batches up to the next refresh hold, and mines only their queries
-   among their top-D candidates of the first mining; it reports its seconds,
+   among their top-D candidates of the first mining (``pool-D*``) or among their top D
+   in the first mining's document embeddings searched with the current model's query
+   embeddings (``fresh-D*``, what a refresher with a run directory does); it reports its seconds,
    documents encoded and the overlap of its negatives with the full refresh's for
    those queries (per query, shared negatives / 3);
 4. measures, without more refreshes, what share of the full refresh's negatives
@@ -178,6 +180,9 @@ def main(argv=None) -> int:
                    help="pool depths D of the pool-scope refreshes, each run side by side with the full one")
     p.add_argument("--skip-designs", action="store_true",
                    help="leave out the window and stale-index designs (one full-corpus encode fewer)")
+    p.add_argument("--pools", nargs="+", default=["candidates", "fresh-queries"], choices=["candidates", "fresh-queries"],
+                   help="pool-scope refreshes to run at each depth: the last mining's candidates (pool-D*), the current "
+                        "model's queries in the last mining's document embeddings (fresh-D*)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -251,13 +256,16 @@ def main(argv=None) -> int:
     model.eval()
 
     entries, selections = {}, {}
-    runs = [(f"pool-D{d}", "pool", d) for d in args.scope_depths] + [("full", "full", 1)]
-    for name, scope, depth in runs:  # same weights, one after the other
+    runs = [(f"{'fresh' if kind == 'fresh-queries' else 'pool'}-D{d}", "pool", d, kind)
+            for kind in args.pools for d in args.scope_depths] + [("full", "full", 1, None)]
+    for name, scope, depth, kind in runs:  # same weights, one after the other
         copy = pool_from_selection(train_data, first.selection)
         refresher = Refresher(miner, train_data, copy, RefreshConfig(every=period, scope=scope,
                                                                      scope_depth=depth, full_every=None),
                               candidates=first.candidates)
         refresher.look_ahead = lambda batches: examples  # as the trainer's sampler would predict them
+        # what a refresher whose miner has a run directory finds there: the first mining's document embeddings
+        refresher.stale_documents = stale_docs if kind == "fresh-queries" else None
         out["load"][f"before_{name}"] = uptime()
         with torch.inference_mode():
             entries[name] = refresher.refresh(checkpoint)
@@ -283,7 +291,7 @@ def main(argv=None) -> int:
                "documents_ratio": round(entries[name]["documents_encoded"] / entries["full"]["documents_encoded"], 4),
                "overlap_all_negatives": round(overlap(selections[name], full, False, upcoming), 4),
                "overlap_mined_negatives": round(overlap(selections[name], full, True, upcoming), 4)}
-        for name, _, _ in runs[:-1]}
+        for name, *_ in runs[:-1]}
     # what share of the full refresh's negatives each pool depth could have held (an upper bound of the overlap)
     out["full_negatives_inside_pool_by_depth"] = {
         d: {"all": round(inside(full, r, False), 4), "mined": round(inside(full, r, True), 4)} for d, r in pools.items()}

@@ -14,7 +14,7 @@ from hardneg.retrieve.dense import DenseRetriever
 from hardneg.select import SelectionConfig
 from hardneg.train.pool import pool_from_selection
 from hardneg.train.refresh import RefreshConfig, Refresher
-from hardneg.train.refresh_scope import pool_scope, scoped_data, to_corpus_rows
+from hardneg.train.refresh_scope import fresh_query_pool, pool_scope, scoped_data, to_corpus_rows
 
 
 class DriftingEncoder(FakeEncoder):
@@ -40,6 +40,17 @@ def test_pool_scope_is_the_union_of_each_querys_top_candidates_and_every_positiv
     assert pool_scope(candidates, positives, depth=3).tolist() == [0, 1, 2, 3, 5, 7, 9]  # -1 is no document
     with pytest.raises(HardnegError, match="at least 1"):
         pool_scope(candidates, positives, depth=0)
+
+
+def test_fresh_query_pool_is_each_querys_nearest_stale_documents_and_every_positive():
+    stale = np.array([[1, 0], [0, 1], [0.8, 0.6], [-1, 0]], np.float32)
+    queries = np.array([[1, 0], [0, 1]], np.float32)  # nearest: d0 (1.0) then d2 (0.8); d1 (1.0) then d2 (0.6)
+    positives = (np.array([3], np.int32), np.array([], np.int32))
+    assert fresh_query_pool(queries, stale, positives, depth=1).tolist() == [0, 1, 3]
+    assert fresh_query_pool(queries, stale, positives, depth=2).tolist() == [0, 1, 2, 3]
+    assert fresh_query_pool(queries, stale.astype(np.float16), positives, depth=2).tolist() == [0, 1, 2, 3]
+    with pytest.raises(HardnegError, match="at least 1"):
+        fresh_query_pool(queries, stale, positives, depth=0)
 
 
 def _five_docs() -> RetrievalData:
@@ -87,7 +98,8 @@ def _pool_rows(refresher) -> np.ndarray:
 
 
 def _same_fields(entry):
-    return {k: v for k, v in entry.items() if not k.startswith("seconds") and k not in ("scope", "documents_encoded")}
+    return {k: v for k, v in entry.items()
+            if not k.startswith("seconds") and k not in ("scope", "pool", "documents_encoded")}
 
 
 def test_scoped_data_with_queries_keeps_only_those_and_to_corpus_rows_maps_their_rows_back(tiny_train):
@@ -137,6 +149,32 @@ def test_with_a_look_ahead_only_those_queries_candidates_are_encoded(tiny_train,
     entry = ahead.refresh(1)
     assert entry["documents_encoded"] == len(expected) == encoder.texts_encoded - before - len(queries)
     assert len(expected) < len(_pool_rows(ahead))  # smaller than every query's pool
+
+
+def test_with_a_run_dir_the_pool_is_where_the_current_model_puts_those_queries_in_the_stale_index(tiny_train,
+                                                                                                   tmp_path):
+    config = RefreshConfig(every=1, scope="pool", scope_depth=4, full_every=None)
+    refresher, encoder = _refresher(tiny_train, tmp_path, "fresh", config, depth=8, run_dir=True)
+    examples = np.array([9, 2, 5])
+    refresher.look_ahead = lambda batches: examples
+    queries = sorted({int(refresher.pool.query_rows[e]) for e in examples})
+    stale = DriftingEncoder(encoder.dim, encoder.salt).encode_documents(list(tiny_train.corpus.passages))
+    np.testing.assert_array_equal(refresher.stale_documents, stale)  # the first mining's, from its run dir
+    encoder.forget_key()  # training moved the weights
+    current = DriftingEncoder(encoder.dim, encoder.salt).encode_queries([tiny_train.queries.texts[q] for q in queries])
+    expected = fresh_query_pool(current, stale, [tiny_train.positives[q] for q in queries], 4)
+    assert not np.array_equal(expected, pool_scope(refresher.scope_candidates[queries],
+                                                   [tiny_train.positives[q] for q in queries], 4))
+    before = encoder.texts_encoded
+    entry = refresher.refresh(1)
+    assert entry["scope"] == "pool" and entry["pool"] == "fresh-queries" and entry["queries_mined"] == 3
+    assert entry["documents_encoded"] == len(expected)
+    assert encoder.texts_encoded - before == len(expected) + 2 * len(queries)  # queries: for the pool, then mined
+
+
+def test_without_a_run_dir_the_pool_is_the_last_minings_candidates(tiny_train, tmp_path):
+    ahead, _, _ = _look_ahead_refreshers(tiny_train, tmp_path, depth=5)
+    assert ahead.stale_documents is None and ahead.refresh(1)["pool"] == "candidates"
 
 
 def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_train, tmp_path):

@@ -208,6 +208,18 @@ def pool_from_selection(data, selection, num_negatives: int | None = None, *,
                             np.asarray(scores, np.float32) if teacher_scores else None)
 
 
+def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
+    """Query row → texts of its first ``k`` selected negatives, for queries that have ``k`` (what a refresh swaps in)."""
+    from hardneg.candidates import EMPTY
+
+    out: dict[int, list[str]] = {}
+    for i, q in enumerate(selection.query_rows.tolist()):
+        rows = [d for d in selection.negatives[i].tolist() if d != EMPTY][:k]
+        if len(rows) == k:
+            out[int(q)] = [passages[d] for d in rows]
+    return out
+
+
 def pool_in_batch_only(data) -> NegativePool:
     """One example per (query, positive), no hard negatives."""
     passages = data.corpus.passages

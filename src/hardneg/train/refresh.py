@@ -21,16 +21,15 @@ checkpoint is not saved with it (a resumed run keeps the negatives in use). It p
 off where the worker has its own hardware (a second GPU, spare CPU cores); on a
 CPU that training already saturates, the two processes share the cores.
 
-Scope (``RefreshConfig(scope=...)``, :mod:`hardneg.train.refresh_scope`): ``full``
-re-encodes the whole corpus; ``pool`` re-encodes only the documents that can change
-the selection (each training query's top ``scope_depth`` candidates from the last
-full mining, plus the positives) and is full again every ``full_every``-th refresh.
-Given the batch sampler's look-ahead (``Refresher.look_ahead``; :func:`hardneg.train.trainer.train`
-wires it), a pool-scope refresh mines only the queries of the batches before the next
-refresh, over only their candidates.
-A pool-scope refresh skips the dev evaluation, which would re-encode the whole
-corpus; dev metrics come at the start, at full refreshes and at the end. Each log
-entry says its ``scope`` and how many ``documents_encoded``.
+Scope (``RefreshConfig(scope=...)``, :mod:`hardneg.train.refresh_scope`): ``full`` re-encodes
+the whole corpus; ``pool`` re-encodes only the documents that can change the selection, and is
+full again every ``full_every``-th refresh. Told the batch sampler's look-ahead
+(``Refresher.look_ahead``; :func:`hardneg.train.trainer.train` wires it), it mines only the queries
+of the batches before the next refresh, over their pool: their nearest ``scope_depth`` documents in
+the last full mining's embeddings, found with the current model's query embeddings (``pool:
+fresh-queries``; synchronous refreshes with a run directory), else their top ``scope_depth``
+candidates of that mining (``pool: candidates``); positives always join. It skips the dev
+evaluation (a whole-corpus encode): dev metrics come at the start, at full refreshes and at the end.
 
 References:
     Xiong et al., "Approximate Nearest Neighbor Negative Contrastive Learning for
@@ -54,7 +53,8 @@ import numpy as np
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
 from hardneg.store import load_npy, save_npy, write_json
-from hardneg.train.refresh_scope import SCOPES, Scope, pool_scope, scoped_data, to_corpus_rows
+from hardneg.train.pool import full_rows_as_texts
+from hardneg.train.refresh_scope import SCOPES, Scope, fresh_query_pool, pool_scope, scoped_data, to_corpus_rows
 from hardneg.train.refresh_worker import PendingRefresh, mine_snapshot
 
 logger = logging.getLogger(__name__)
@@ -200,14 +200,19 @@ class Refresher:
         self.refreshes_started = 0
         # each query's top scope_depth candidates at the last full mining: the pools of pool-scope refreshes
         self.scope_candidates: np.ndarray | None = None
+        self.stale_documents: np.ndarray | None = None  # the last full mining's document embeddings (memmap)
         self.look_ahead = None
         if candidates is not None:
             self._renew_scope(candidates)
 
     def _renew_scope(self, candidates) -> None:
-        """The pools of later pool-scope refreshes, from a full mining's candidates."""
+        """The pools of later pool-scope refreshes, from a full mining: its candidates and, when its run directory
+        kept them (a mining in this process), its document embeddings."""
         if self.config.scope == "pool":
             self.scope_candidates = np.ascontiguousarray(candidates.doc_ids[:, : self.config.scope_depth])
+            run_dir = getattr(self.miner, "run_dir", None)
+            found = self.dense.cached_embeddings(self.data, run_dir) if run_dir is not None else None
+            self.stale_documents = found[1] if found is not None else None
 
     def _next_scope(self, intervals: int = 1) -> Scope | None:
         """Count a refresh; what it mines (None: every query on the whole corpus). ``intervals``: for how
@@ -228,6 +233,11 @@ class Refresher:
             candidates, positives = self.scope_candidates, self.data.positives
         else:
             candidates, positives = self.scope_candidates[queries], [self.data.positives[q] for q in queries]
+            if self.stale_documents is not None:  # where the current model puts these queries, in the stale index
+                embedded = self.dense.encoder.encode_queries([self.data.queries.texts[q] for q in queries],
+                                                             show_progress=False)
+                found = fresh_query_pool(embedded, self.stale_documents, positives, self.config.scope_depth)
+                return Scope(found, queries, "fresh-queries")
         return Scope(pool_scope(candidates, positives, self.config.scope_depth), queries)
 
     def _mine(self, miner, scope: Scope | None):
@@ -240,8 +250,7 @@ class Refresher:
     def _check_can_refresh(self) -> None:
         if self.pool.scores is not None:
             raise HardnegError("Refresh cannot be combined with teacher-scored negatives (margin-mse, listwise-distill): "
-                               "new negatives "
-                               "would have no teacher scores. Drop --refresh-every or use a ranking loss.")
+                               "new negatives would have no teacher scores. Drop --refresh-every or use a ranking loss.")
         if (self.pool.query_rows < 0).all():
             raise HardnegError("Refresh needs to know which query each example belongs to: pass the data the "
                                "negatives were mined from (its queries must match the file's).")
@@ -315,6 +324,7 @@ class Refresher:
             "queries_kept_old": len(queries_in_pool - set(new)),
             "pool_version": self.pool.version,
             "scope": "full" if scope is None else "pool",
+            "pool": None if scope is None else scope.pool,
             "documents_encoded": len(self.data.corpus) if scope is None else len(scope.documents),
             "queries_mined": len(self.data.queries) if scope is None or scope.queries is None else len(scope.queries),
         }
@@ -438,13 +448,3 @@ class Refresher:
 def dev_fields(metrics: dict[str, float]) -> dict[str, float]:
     """Dev metrics as log-entry fields: ``dev_ndcg@10`` & co., rounded to 6 places."""
     return {f"dev_{k}": round(v, 6) for k, v in metrics.items()}
-
-
-def full_rows_as_texts(selection, passages, k: int) -> dict[int, list[str]]:
-    """Query row → texts of its first ``k`` selected negatives, for queries that have ``k``."""
-    out: dict[int, list[str]] = {}
-    for i, q in enumerate(selection.query_rows.tolist()):
-        rows = [d for d in selection.negatives[i].tolist() if d != EMPTY][:k]
-        if len(rows) == k:
-            out[int(q)] = [passages[d] for d in rows]
-    return out
