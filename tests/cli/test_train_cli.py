@@ -38,9 +38,11 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     assert mined["selection"]["num_negatives"] == 3 and mined["selection"]["sampling"] == "top"
     assert [e["kind"] for e in summary["history"]] == ["start", "refresh", "end"]
     assert summary["history"][1]["step"] == 1 and "staleness" in summary["history"][1]
-    # pool scope: the first mining's top candidates and the positives, not the whole corpus
+    # pool scope: the next batch's queries, embedded now, searched in the first mining's document embeddings
+    # (from the run directory), and the positives, not the whole corpus
     refresh = summary["history"][1]
-    assert refresh["scope"] == "pool" and 0 < refresh["documents_encoded"] < 210  # the tiny corpus has 210
+    assert refresh["scope"] == "pool" and refresh["pool"] == "fresh-queries"
+    assert 0 < refresh["documents_encoded"] < 210  # the tiny corpus has 210
     assert refresh["queries_mined"] <= 8  # those of the next batch (--refresh-every 1, batch 8)
     assert (out / "final" / "config.json").exists()
     printed = capsys.readouterr().out

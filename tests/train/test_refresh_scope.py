@@ -172,6 +172,16 @@ def test_with_a_run_dir_the_pool_is_where_the_current_model_puts_those_queries_i
     assert encoder.texts_encoded - before == len(expected) + 2 * len(queries)  # queries: for the pool, then mined
 
 
+def test_without_a_look_ahead_every_querys_nearest_stale_documents_form_the_pool(tiny_train, tmp_path):
+    config = RefreshConfig(every=1, scope="pool", scope_depth=3, full_every=None)
+    refresher, encoder = _refresher(tiny_train, tmp_path, "all", config, depth=8, run_dir=True)
+    stale = np.array(refresher.stale_documents)
+    current = DriftingEncoder(encoder.dim, encoder.salt).encode_queries(list(tiny_train.queries.texts))
+    entry = refresher.refresh(1)
+    assert entry["pool"] == "fresh-queries" and entry["queries_mined"] == len(tiny_train.queries)
+    assert entry["documents_encoded"] == len(fresh_query_pool(current, stale, tiny_train.positives, 3))
+
+
 def test_without_a_run_dir_the_pool_is_the_last_minings_candidates(tiny_train, tmp_path):
     ahead, _, _ = _look_ahead_refreshers(tiny_train, tmp_path, depth=5)
     assert ahead.stale_documents is None and ahead.refresh(1)["pool"] == "candidates"
@@ -246,6 +256,7 @@ def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_p
 def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cache(tiny_train, tmp_path):
     refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5),
                                     run_dir=True)
+    refresher.stale_documents = None  # the candidates' pool, which _pool_rows names
     entry = refresher.refresh(1)
     assert entry["scope"] == "pool"
     dense, run_dir = refresher.dense, refresher.miner.run_dir
@@ -303,3 +314,15 @@ def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot
     assert entry["scope"] == "pool" and entry["documents_encoded"] == expected["documents_encoded"]
     assert entry["documents_encoded"] < len(tiny_train.corpus) and "dev_ndcg@10" not in entry
     assert refresher.pool.negatives == sync.pool.negatives
+
+
+def test_after_an_async_full_refresh_the_pool_falls_back_to_the_candidates(tiny_train, tmp_path):
+    config = RefreshConfig(every=1, asynchronous=True, scope="pool", scope_depth=5, full_every=1)
+    refresher, encoder = _refresher(tiny_train, tmp_path, "a", config, SnapshotEncoder(), run_dir=True)
+    refresher.snapshot_dir = tmp_path / "snaps"
+    assert refresher.stale_documents is not None  # the first mining ran here, into the run directory
+    refresher.start_async(step=1)  # full (every refresh is): the worker embeds with its snapshot
+    entry = refresher.poll(step=2, wait=True)
+    assert entry["scope"] == "full"
+    assert refresher.stale_documents is None  # not this process's files: no stale index to search
+    assert refresher.scope_candidates is not None  # the next pool comes from the worker's candidates

@@ -131,11 +131,13 @@ def _add_refresh_args(p: argparse.ArgumentParser) -> None:
                    help="re-encode the corpus with the current weights and re-mine the negatives every N steps "
                    "(dense or hybrid retrieval, not bm25)")
     r.add_argument("--refresh-scope", choices=SCOPES, default=default.scope,
-                   help="pool: re-mine only the queries of the batches before the next refresh, among their top "
-                   "--refresh-scope-depth candidates of the last full mining plus their positives (only those are "
-                   f"re-encoded); full: every query on the whole corpus (default: {default.scope})")
+                   help="pool: re-mine only the queries of the batches before the next refresh, among their "
+                   "--refresh-scope-depth nearest documents in the last full mining's embeddings (found with the "
+                   "current weights' query embeddings; an asynchronous refresh uses that mining's candidates) plus "
+                   "their positives; only those are re-encoded. full: every query on the whole corpus (default: "
+                   f"{default.scope})")
     r.add_argument("--refresh-scope-depth", type=int, default=default.scope_depth, metavar="D",
-                   help=f"pool scope: candidates per query that join the pool (default: {default.scope_depth})")
+                   help=f"pool scope: documents per query that join the pool (default: {default.scope_depth})")
     r.add_argument("--refresh-full-every", type=int, default=default.full_every, metavar="F",
                    help="pool scope: every F-th refresh re-encodes the whole corpus and renews the pool (0: only "
                    f"the first refresh when the negatives come from a file; default: {default.full_every})")

@@ -205,12 +205,12 @@ class Refresher:
         if candidates is not None:
             self._renew_scope(candidates)
 
-    def _renew_scope(self, candidates) -> None:
-        """The pools of later pool-scope refreshes, from a full mining: its candidates and, when its run directory
-        kept them (a mining in this process), its document embeddings."""
+    def _renew_scope(self, candidates, in_process: bool = True) -> None:
+        """The pools of later pool-scope refreshes, from a full mining: its candidates and, when it ran in this
+        process (not in an asynchronous worker, whose files are keyed by its snapshot), its document embeddings."""
         if self.config.scope == "pool":
             self.scope_candidates = np.ascontiguousarray(candidates.doc_ids[:, : self.config.scope_depth])
-            run_dir = getattr(self.miner, "run_dir", None)
+            run_dir = getattr(self.miner, "run_dir", None) if in_process else None
             found = self.dense.cached_embeddings(self.data, run_dir) if run_dir is not None else None
             self.stale_documents = found[1] if found is not None else None
 
@@ -229,16 +229,13 @@ class Refresher:
             queries = np.unique(rows[rows >= 0]).astype(np.int64)
             if not len(queries):  # nothing planned ahead (cannot happen mid-training): mine every query
                 queries = None
-        if queries is None:
-            candidates, positives = self.scope_candidates, self.data.positives
-        else:
-            candidates, positives = self.scope_candidates[queries], [self.data.positives[q] for q in queries]
-            if self.stale_documents is not None:  # where the current model puts these queries, in the stale index
-                embedded = self.dense.encoder.encode_queries([self.data.queries.texts[q] for q in queries],
-                                                             show_progress=False)
-                found = fresh_query_pool(embedded, self.stale_documents, positives, self.config.scope_depth)
-                return Scope(found, queries, "fresh-queries")
-        return Scope(pool_scope(candidates, positives, self.config.scope_depth), queries)
+        rows = range(len(self.data.queries)) if queries is None else queries.tolist()
+        positives, depth = [self.data.positives[q] for q in rows], self.config.scope_depth
+        if self.stale_documents is not None:  # where the current model puts these queries, in the stale index
+            embedded = self.dense.encoder.encode_queries([self.data.queries.texts[q] for q in rows], show_progress=False)
+            return Scope(fresh_query_pool(embedded, self.stale_documents, positives, depth), queries, "fresh-queries")
+        candidates = self.scope_candidates if queries is None else self.scope_candidates[queries]
+        return Scope(pool_scope(candidates, positives, depth), queries)
 
     def _mine(self, miner, scope: Scope | None):
         """``miner``'s result for the data within ``scope`` (None: all), in corpus and data rows."""
@@ -301,11 +298,11 @@ class Refresher:
         self._log(entry)
         return entry
 
-    def _swap(self, result, step: int, scope: Scope | None) -> dict[str, Any]:
+    def _swap(self, result, step: int, scope: Scope | None, in_process: bool = True) -> dict[str, Any]:
         """Swap ``result``'s negatives (mined within ``scope``; None: everything) into the pool; the entry says
         how much changed, how stale it was and how many documents were encoded."""
         if scope is None:
-            self._renew_scope(result.candidates)
+            self._renew_scope(result.candidates, in_process)
         in_use = self._in_use_rows()
         if scope is not None and scope.queries is not None:  # candidate rows follow the queries mined
             in_use = [in_use[q] for q in scope.queries]
@@ -385,7 +382,7 @@ class Refresher:
         shutil.rmtree(pending.folder, ignore_errors=True)
         if pending.scope is not None:
             result = to_corpus_rows(result, pending.scope.documents, pending.scope.queries)
-        entry = self._swap(result, pending.step, pending.scope)
+        entry = self._swap(result, pending.step, pending.scope, in_process=False)
         entry.update({
             "asynchronous": True,
             "applied_step": step,

@@ -9,7 +9,10 @@ selection's positive-aware filters compare candidates with the positives' scores
 searches that sub-corpus with the refreshed model, and maps the candidate rows back
 to corpus rows. A query whose new neighbours lie outside the pool simply gets its
 candidates from the pool. Every ``full_every``-th refresh is full again, and its
-candidates give the next pools.
+candidates give the next pools. Where that mining's document embeddings are at hand
+(its run directory), the pool is found better and about as cheaply by
+:func:`fresh_query_pool`: the queries, embedded by the current model, searched among
+those stale document embeddings (ANCE's index, read with fresh queries).
 
 Which training queries: only the examples trained on before the next refresh consume
 what a refresh mines, so when the trainer can say which those are (its batch sampler

@@ -164,14 +164,16 @@ def _table(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 
 def _refresh_table(history: list[dict]) -> str:
-    """One row per refresh: its scope, queries mined, documents encoded, seconds, staleness and negatives changed."""
+    """One row per refresh: its scope and pool, queries mined, documents encoded, seconds, staleness and negatives
+    changed."""
     rows = [e for e in history if e.get("kind") == "refresh"]
     if not rows:
         return ""
-    cells = ("step", "scope", "queries_mined", "documents_encoded", "seconds_mine", "staleness", "negatives_changed")
+    cells = ("step", "scope", "pool", "queries_mined", "documents_encoded", "seconds_mine", "staleness",
+             "negatives_changed")
     head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cells)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(e.get(c, '')))}</td>" for c in cells) + "</tr>"
-                   for e in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(e.get(c) if e.get(c) is not None else ''))}</td>"
+                                    for c in cells) + "</tr>" for e in rows)
     return f"<h2>Refresh log</h2><table><tr>{head}</tr>{body}</table>"
 
 
