@@ -118,3 +118,11 @@ def test_a_saved_corpus_opens_memory_mapped_and_equal(tmp_path):
     with pytest.raises(HardnegError, match="titles.arrow: no such text column file"):
         (folder / "titles.arrow").unlink()
         Corpus.open(folder)
+
+
+def test_a_mapped_column_pickles_as_its_path_and_a_slice_as_its_bytes(tmp_path):
+    column = TextColumn.open(TextColumn.from_texts(["x" * 1000] * 50).save(tmp_path / "t.arrow"))
+    whole = pickle.dumps(column)
+    assert len(whole) < 500 and pickle.loads(whole).path == column.path and pickle.loads(whole) == column
+    part = pickle.dumps(column[:2])
+    assert 2000 < len(part) < 3000 and pickle.loads(part) == ["x" * 1000] * 2 and pickle.loads(part).path is None

@@ -7,6 +7,8 @@ one buffer, with one ``int64`` offset per row, and decodes a text only when it i
 :meth:`TextColumn.save` (an Arrow IPC file with one ``large_binary`` column) and opened again with
 :meth:`TextColumn.open`, the buffer is memory-mapped: its pages are the operating system's file
 cache, read in when touched and dropped under memory pressure, not the process's own memory.
+Pickled (for a worker process on the same machine), a whole memory-mapped column travels as its
+path; any other column as its bytes.
 
 Texts are encoded with ``surrogatepass``, so any Python string comes back unchanged, lone
 surrogates from a JSON ``\\ud800`` escape included (hence binary, not Arrow's ``string`` type,
@@ -38,13 +40,16 @@ class TextColumn(Sequence[str]):
     ``TextColumn`` sharing the buffer; equality is element-wise with any sequence of strings.
     """
 
-    __slots__ = ("_bytes", "_data", "_offsets", "_path", "_starts")
+    __slots__ = ("_bytes", "_data", "_offsets", "_path", "_starts", "_whole_file")
 
-    def __init__(self, offsets: np.ndarray, data: np.ndarray, *, path: Path | None = None) -> None:
-        """``offsets``: ``len + 1`` non-decreasing ``int64`` byte positions into ``data`` (``uint8``)."""
+    def __init__(self, offsets: np.ndarray, data: np.ndarray, *, path: Path | None = None,
+                 whole_file: bool = False) -> None:
+        """``offsets``: ``len + 1`` non-decreasing ``int64`` byte positions into ``data`` (``uint8``); ``path``: the
+        file ``data`` is mapped from, all of which the column is when ``whole_file``."""
         self._offsets = offsets
         self._data = data
         self._path = path
+        self._whole_file = whole_file and path is not None
         # memoryviews index to Python ints and slice without copying: a single text reads several times faster
         self._starts = memoryview(np.ascontiguousarray(offsets, dtype=np.int64)).cast("B").cast("q")
         self._bytes = memoryview(data).cast("B") if data.size else memoryview(b"")
@@ -141,7 +146,7 @@ class TextColumn(Sequence[str]):
         offset_view = np.frombuffer(offsets, dtype=np.int64)[first:first + len(chunk) + 1] if offsets is not None \
             else np.zeros(1, dtype=np.int64)
         data_view = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        return cls(offset_view, data_view, path=source)
+        return cls(offset_view, data_view, path=source, whole_file=True)
 
     def update_digest(self, digest) -> None:
         """Feed the column's content (row offsets from 0, then the bytes) to a ``hashlib`` digest, without copying
@@ -227,6 +232,8 @@ class TextColumn(Sequence[str]):
         return f"TextColumn([{head}{more}], {len(self)} texts, {self.nbytes:,} bytes{where})"
 
     def __reduce__(self):
+        if self._whole_file:  # another process on this machine (an asynchronous refresh) maps the same file
+            return TextColumn.open, (str(self._path),)
         start, stop = int(self._offsets[0]), int(self._offsets[-1])
         return TextColumn, (self._offsets - start, self._data[start:stop].copy())
 
