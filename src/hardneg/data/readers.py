@@ -33,10 +33,15 @@ def base_suffix(path: Path) -> str:
     return name[dot:] if dot >= 0 else ""
 
 
+def open_bytes(path: Path):
+    """``path`` opened for reading bytes, through gzip when it ends in ``.gz``."""
+    return gzip.open(path, "rb") if is_gz(path) else open(path, "rb")  # noqa: SIM115
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(1-based line number, line)`` of a UTF-8 text file, gzipped when it ends in ``.gz``."""
     try:
-        handle = gzip.open(path, "rb") if is_gz(path) else open(path, "rb")  # noqa: SIM115
+        handle = open_bytes(path)
     except FileNotFoundError:
         raise HardnegError(f"{path}: no such file.") from None
     except OSError as exc:
@@ -211,7 +216,7 @@ def _read_beir_corpus_columnar(path: Path) -> CorpusRead | None:
 def _records_in(path: Path) -> int:
     """Lines of the file that hold something other than ASCII whitespace (the line reader's records)."""
     count = 0
-    with gzip.open(path, "rb") if is_gz(path) else open(path, "rb") as handle:
+    with open_bytes(path) as handle:
         for line in handle:
             if line.strip():
                 count += 1

@@ -58,11 +58,7 @@ class TextColumn(Sequence[str]):
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> TextColumn:
         """The column of ``texts`` (any iterable of ``str``); a ``TextColumn`` is returned as is."""
-        if isinstance(texts, TextColumn):
-            return texts
-        builder = TextColumnBuilder()
-        builder.extend(texts)
-        return builder.finish()
+        return as_text_column(texts, "TextColumn.from_texts")
 
     @classmethod
     def from_arrow(cls, column) -> TextColumn:
@@ -106,14 +102,13 @@ class TextColumn(Sequence[str]):
         """Write the column to ``path`` as an Arrow IPC file (one ``large_binary`` column named ``text``)."""
         import pyarrow as pa
 
-        target = Path(path)
-        column = self.to_arrow()
-        table = pa.table({_COLUMN: column})
-        temporary = target.with_name(target.name + ".tmp")
-        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        from hardneg.store import atomic_path
+
+        table = pa.table({_COLUMN: self.to_arrow()})
+        with atomic_path(path) as temporary, pa.OSFile(str(temporary), "wb") as sink, \
+                pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        temporary.replace(target)
-        return target
+        return Path(path)
 
     @classmethod
     def open(cls, path: str | Path) -> TextColumn:
