@@ -102,13 +102,13 @@ class TextColumn(Sequence[str]):
         """Write the column to ``path`` as an Arrow IPC file (one ``large_binary`` column named ``text``)."""
         import pyarrow as pa
 
-        from hardneg.store import atomic_path
-
+        target = Path(path)
         table = pa.table({_COLUMN: self.to_arrow()})
-        with atomic_path(path) as temporary, pa.OSFile(str(temporary), "wb") as sink, \
-                pa.ipc.new_file(sink, table.schema) as writer:
+        temporary = target.with_name(target.name + ".tmp")  # data may not import store (tests/test_layers.py)
+        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        return Path(path)
+        temporary.replace(target)
+        return target
 
     @classmethod
     def open(cls, path: str | Path) -> TextColumn:
