@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hardneg"
 # Lowest first. A module may import from its own group (same top-level name) or from a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
+    ("atomic",),  # atomic file writes, for every layer that writes files
     ("text", "choices"),
     ("execute",),  # who computes shards: this process or Ray (only its ray_engine imports ray)
     ("store", "runtime", "data", "gradcache"),
@@ -30,7 +31,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 # numpy-only layers: they never import a model library, not even lazily.
-NO_TORCH = ("errors", "text", "choices", "execute", "store", "data", "candidates", "formats", "select", "evaluate", "report")
+NO_TORCH = (
+    "errors", "atomic", "text", "choices", "execute", "store", "data", "candidates", "formats", "select", "evaluate", "report",
+)
 HEAVY = ("torch", "transformers", "sentence_transformers", "faiss")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60  # body lines, docstring excluded

@@ -92,7 +92,7 @@ def test_depth_must_cover_range_max():
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
 
-    from hardneg.store import atomic_path
+    from hardneg.atomic import atomic_path
 
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("x")
@@ -132,7 +132,7 @@ def test_the_next_write_removes_a_killed_writers_temporary_file(tmp_path):
     import subprocess
     import sys
 
-    from hardneg.store import atomic_path
+    from hardneg.atomic import atomic_path
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()

@@ -45,7 +45,7 @@ def check_format(path: str | Path, fmt: str, *, if_short: str = "drop") -> None:
 
 def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as JSONL(.gz) or Parquet, chosen by the file name, atomically."""
-    from hardneg.store import atomic_path
+    from hardneg.atomic import atomic_path
 
     path = Path(path)
     kind = file_kind(path)

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from hardneg.atomic import atomic_path
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
 from hardneg.report import read_report_file, signed, stage_rows
-from hardneg.store import RunDir, atomic_path, write_json
+from hardneg.store import RunDir, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -81,6 +81,20 @@ def test_the_file_is_a_plain_arrow_table(tmp_path):
     assert table.column("text").to_pylist() == [b"a", "bé".encode()]
 
 
+def test_a_failed_save_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    target = TextColumn.from_texts(["old"]).save(tmp_path / "t.arrow")
+    mapped = TextColumn.open(target)  # a reader holding the old file keeps reading it
+
+    def broken_writer(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pa.ipc, "new_file", broken_writer)
+    with pytest.raises(OSError, match="disk full"):
+        TextColumn.from_texts(["new"]).save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.arrow"]
+    assert list(TextColumn.open(target)) == ["old"] == list(mapped)
+
+
 def test_opening_something_else_names_the_file(tmp_path):
     with pytest.raises(HardnegError, match="no such text column file"):
         TextColumn.open(tmp_path / "missing.arrow")

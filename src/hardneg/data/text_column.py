@@ -24,6 +24,7 @@ from typing import overload
 
 import numpy as np
 
+from hardneg.atomic import atomic_path
 from hardneg.errors import HardnegError
 
 _ENCODING, _ERRORS = "utf-8", "surrogatepass"
@@ -104,10 +105,9 @@ class TextColumn(Sequence[str]):
 
         target = Path(path)
         table = pa.table({_COLUMN: self.to_arrow()})
-        temporary = target.with_name(target.name + ".tmp")  # data may not import store (tests/test_layers.py)
-        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        temporary.replace(target)
+        with atomic_path(target) as temporary:
+            with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
         return target
 
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardneg.store import atomic_path
+from hardneg.atomic import atomic_path
 from hardneg.train.refresh_scope import Scope
 
 

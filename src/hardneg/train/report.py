@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hardneg.atomic import atomic_path
 from hardneg.errors import HardnegError
 from hardneg.neighbourhood import MAP_FILE, map_plot, map_texts
 from hardneg.report_html import _png, _pyplot
-from hardneg.store import atomic_path
 from hardneg.train.gradient import LOG_FILE
 
 PAGE = "report.html"
