@@ -18,7 +18,6 @@ from hardneg.select.stages import AFTER_FILTERS, LOOSEN
 from hardneg.store import RunDir, fingerprint, read_artifact, save_json_artifact
 from hardneg.teacher.rescore import rescore_candidates
 from hardneg.teacher.scorer import Scorer
-from hardneg.text import text_keys
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class Miner:
 
     def select(self, data: RetrievalData, candidates: Candidates) -> Selection:
         """Apply the selection settings to candidates of ``data``."""
-        return select_negatives(candidates, data.positives, text_keys(data.corpus.passages), self.selection)
+        return select_negatives(candidates, data.positives, data.corpus.passage_keys, self.selection)
 
     def mine(self, data: RetrievalData, *, save_report: bool = True) -> MiningResult:
         """Candidates, selection and report for ``data``.

@@ -33,6 +33,24 @@ def test_normalize_text_folds_case_and_space():
     assert KEYS[9] == KEYS[0] and KEYS[8] == KEYS[3] and len(set(KEYS[:8].tolist())) == 8
 
 
+def test_normalize_text_equals_the_regex_definition_on_every_whitespace_character():
+    import re
+    import unicodedata
+
+    def reference(text):  # the definition: NFKC, casefold, runs of \s as one space, stripped
+        return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+    spaces = [chr(c) for c in range(0x110000) if re.fullmatch(r"\s", chr(c))]
+    assert spaces == [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    samples = [f"{s}a{s}{s}ﬁ B{s}" for s in spaces] + ["", "   ", "Straße\u2003\u2028x", "\x1c\x1fy\x85"]
+    assert [normalize_text(t) for t in samples] == [reference(t) for t in samples]
+
+
+def test_text_keys_accept_a_lone_surrogate():
+    keys = text_keys(["lone \ud800 surrogate", "LONE \ud800  surrogate", "lone \ud801 surrogate"])
+    assert keys[0] == keys[1] != keys[2]
+
+
 def test_top_sampling_hand_computed():
     # query 0: positive doc 0; candidates 0(pos) 9(same text as pos) 1 2 3 8(dup of 3) 4
     cands = make_candidates(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import FakeEncoder
 
@@ -56,8 +57,15 @@ def test_refresh_swaps_negatives_and_logs_staleness_and_dev_metrics(tmp_path, ti
     assert 0 <= entry["dev_ndcg@10"] <= 1 and entry["step"] == 7
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 7
     # the new negatives are what the same miner selects for the drifted weights
-    again = miner.select(tiny_train, miner.candidates(tiny_train)[0])
-    assert pool.negatives[0] == [tiny_train.corpus.passages[d] for d in again.negatives[0].tolist()]
+    candidates = miner.candidates(tiny_train)[0]
+    again = miner.select(tiny_train, candidates)
+    passages = tiny_train.corpus.passages
+    assert pool.negatives[0] == [passages[d] for d in again.negatives[0].tolist()]
+    # staleness by hand: the share of each query's old negatives among its new top 5 passages
+    top5 = [{passages[d] for d in row[:5] if d >= 0} for row in candidates.doc_ids.tolist()]
+    first = {q: i for i, q in reversed(list(enumerate(pool.query_rows.tolist())))}
+    by_hand = np.mean([np.mean([t in top5[q] for t in before[i]]) for q, i in first.items()])
+    assert entry["overlap@5"] == pytest.approx(by_hand, abs=1e-6)
     # staleness right after a refresh: the negatives in use are the current model's own
     assert refresher.refresh(step=8)["staleness"] > 0  # drifted again
     refresher.save(tmp_path / "ckpt")

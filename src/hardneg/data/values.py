@@ -18,6 +18,7 @@ import numpy as np
 
 from hardneg.data.text_column import TextColumn, as_text_column
 from hardneg.errors import HardnegError
+from hardneg.text import text_keys
 
 _FINGERPRINT_VERSION = b"hardneg.data.fingerprint.v1\0"
 
@@ -152,6 +153,14 @@ class Corpus:
         if self.titles.all_empty():
             return self.texts
         return TextColumn.from_texts(_passage(title, text) for title, text in zip(self.titles, self.texts))
+
+    @cached_property
+    def passage_keys(self) -> np.ndarray:
+        """``int64[n]``: the normalised-text key of each passage (:func:`hardneg.text.text_keys`), computed once.
+
+        Selection reads it to tell duplicate texts apart; a refresh selects again over the same corpus.
+        """
+        return text_keys(self.passages)
 
     @cached_property
     def digest(self) -> str:

@@ -235,7 +235,7 @@ def pool_in_batch_only(data) -> NegativePool:
 
 
 def _with_group_keys(data, anchors, pos, negs, groups, qrows, scores=None) -> NegativePool:
-    keys = text_keys(data.corpus.passages)
-    group_positive_keys = [keys[p] for p in data.positives]
+    passages = data.corpus.passages  # only the positives are hashed, not every passage
+    group_positive_keys = [text_keys([passages[p] for p in rows.tolist()]) for rows in data.positives]
     return NegativePool(anchors, pos, negs, np.asarray(groups, np.int64), group_positive_keys,
                         np.asarray(qrows, np.int64), scores=scores)

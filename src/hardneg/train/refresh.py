@@ -44,18 +44,19 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
 from hardneg.store import load_npy, save_npy, write_json
 from hardneg.train.pool import full_rows_as_texts
 from hardneg.train.refresh_scope import SCOPES, Scope, fresh_query_pool, pool_scope, scoped_data, to_corpus_rows
 from hardneg.train.refresh_worker import PendingRefresh, mine_snapshot
+from hardneg.train.staleness import overlap_at_k, top_k_keys
 
 logger = logging.getLogger(__name__)
 
@@ -108,21 +109,6 @@ class RefreshConfig:
             raise HardnegError(f"worker_threads must be at least 1, got {self.worker_threads}.")
         if self.staleness_k < 1:
             raise HardnegError(f"staleness_k must be at least 1, got {self.staleness_k}.")
-
-
-def overlap_at_k(in_use: list[np.ndarray], top: np.ndarray) -> float:
-    """Mean fraction of each query's negatives in use found in its current top-k.
-
-    Args:
-        in_use: per query, ``int`` corpus rows of the negatives in use (may be empty: skipped).
-        top: ``int32[n_queries, k]`` the current model's top candidates (``-1`` = empty).
-
-    Returns:
-        The mean over queries with negatives; NaN when none has any. ``1 - overlap`` is
-        the staleness: how far the training negatives lag behind the model.
-    """
-    fractions = [np.isin(rows, top[q][top[q] != EMPTY]).mean() for q, rows in enumerate(in_use) if len(rows)]
-    return float(np.mean(fractions)) if fractions else float("nan")
 
 
 def find_dense(retriever) -> Any:
@@ -303,10 +289,9 @@ class Refresher:
         how much changed, how stale it was and how many documents were encoded."""
         if scope is None:
             self._renew_scope(result.candidates, in_process)
-        in_use = self._in_use_rows()
-        if scope is not None and scope.queries is not None:  # candidate rows follow the queries mined
-            in_use = [in_use[q] for q in scope.queries]
-        overlap = overlap_at_k(in_use, result.candidates.doc_ids[:, : self.config.staleness_k])
+        mined = range(len(self.data.queries)) if scope is None or scope.queries is None else scope.queries
+        top = top_k_keys(result.candidates.doc_ids[:, : self.config.staleness_k], self.data.corpus.passages)
+        overlap = overlap_at_k(self._in_use_keys(mined), top)  # candidate rows follow the queries mined
         new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
         queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}
         changed = self.pool.swap(new)
@@ -406,14 +391,13 @@ class Refresher:
         shutil.rmtree(pending.folder, ignore_errors=True)
         self._log({"kind": "refresh-discarded", "step": pending.step, "applied_step": None, "ended_at_step": step})
 
-    def _in_use_rows(self) -> list[np.ndarray]:
-        """Per query of the data, the corpus rows of the negatives in use (empty when it has none)."""
-        passage_row = {t: i for i, t in enumerate(self.data.corpus.passages)}
-        in_use = [np.empty(0, np.int64)] * len(self.data.queries)
+    def _in_use_keys(self, query_rows: Sequence[int]) -> list[np.ndarray]:
+        """Per query row, the text keys of its negatives in use (empty when the pool has no example of it)."""
+        first: dict[int, int] = {}
         for i, q in enumerate(self.pool.query_rows.tolist()):
-            if q >= 0 and not len(in_use[q]):
-                in_use[q] = np.asarray([passage_row[t] for t in self.pool.negatives[i] if t in passage_row], np.int64)
-        return in_use
+            first.setdefault(q, i)
+        none = np.empty(0, np.int64)
+        return [self.pool.negative_keys[first[q]] if q in first else none for q in np.asarray(query_rows).tolist()]
 
     # ------------------------------------------------------------------ checkpoint state
 
