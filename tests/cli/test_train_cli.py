@@ -24,12 +24,17 @@ FAST = ["--train-batch-size", "8", "--max-length", "32", "--precision", "fp32", 
 
 
 @pytest.mark.slow
-def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, one_thread, capsys):
+def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, one_thread, capsys, monkeypatch):
     """No mining flag: the default recipe (dense with the model itself, TopK-PercPos 0.05, 3 negatives) is what ran."""
+    from hardneg.data import beir
+
+    parses, parse = [], beir.read_beir_corpus
+    monkeypatch.setattr(beir, "read_beir_corpus", lambda path: parses.append(path) or parse(path))
     out = tmp_path / "out"
     rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--max-steps", "2", "--refresh-every", "1",
                "--refresh-scope", "pool", "--dev-max-queries", "5", "--output", str(out), *FAST])
     assert rc == 0
+    assert len(parses) == 1  # the training and the dev split share one parse of the corpus
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["num_negatives"] == 3
     mined = json.loads((out / "hardneg-run" / "report.json").read_text())

@@ -169,6 +169,30 @@ def test_tiny_fixture_has_enough_queries_per_split() -> None:
     assert len(load_beir(TINY, "test").queries) >= 15
 
 
+def test_splits_loaded_in_one_shared_read_share_one_parse(monkeypatch, tmp_path) -> None:
+    from hardneg.data import beir, shared_corpus_reads
+
+    parses = []
+    real = beir.read_beir_corpus
+    monkeypatch.setattr(beir, "read_beir_corpus", lambda path: parses.append(path) or real(path))
+    with shared_corpus_reads():
+        train, dev = load_beir(TINY, "train"), load_beir(TINY, "dev")
+        again = load_beir(TINY, "train")
+    assert len(parses) == 1 and train.corpus is dev.corpus is again.corpus
+    for shared, split in ((train, "train"), (dev, "dev")):  # the same data as each split parsed alone
+        alone = load_beir(TINY, split)
+        assert (shared.corpus, shared.queries, shared.grades) == (alone.corpus, alone.queries, alone.grades)
+        assert [p.tolist() for p in shared.positives] == [p.tolist() for p in alone.positives]
+    assert len(parses) == 3  # outside the block nothing is kept
+    copy = tmp_path / "tiny"
+    shutil.copytree(TINY, copy)
+    with shared_corpus_reads():
+        first = load_beir(copy, "train")
+        with (copy / "corpus.jsonl").open("a", encoding="utf-8") as fh:  # an edited file is parsed again
+            fh.write(json.dumps({"_id": "new-doc", "title": "", "text": "appended"}) + "\n")
+        assert len(load_beir(copy, "dev").corpus) == len(first.corpus) + 1
+
+
 def test_passages_join_title_and_text() -> None:
     data = load_beir(TINY)
     row = 0

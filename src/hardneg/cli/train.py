@@ -259,6 +259,7 @@ def _print_result(result, pool) -> None:
 
 
 def cmd_train(args) -> int:
+    from hardneg.data import shared_corpus_reads
     from hardneg.retrieve.encoder import load_sentence_transformer
     from hardneg.runtime import set_max_length
     from hardneg.train.files import check_negatives_file
@@ -276,8 +277,9 @@ def cmd_train(args) -> int:
     run_dir = check_run_dir(args.run_dir if args.run_dir else output / "hardneg-run")
     if args.negatives:
         check_negatives_file(args.negatives)  # a missing file or unknown type stops here, not after loading
-    data = on_disk_if_big(load_data(args), run_dir)
-    dev = on_disk_if_big(optional_dev_data(args.data, args.dev_split), run_dir)  # the same corpus maps the same files
+    with shared_corpus_reads():  # the training and dev splits share one parse and one Corpus
+        data, dev = load_data(args), optional_dev_data(args.data, args.dev_split)
+    data, dev = on_disk_if_big(data, run_dir), on_disk_if_big(dev, run_dir)  # big: both map the same files
     model = load_sentence_transformer(args.model)
     set_max_length(model, args.max_length, args.model)
     miner, eval_miner = training_miner(args, model, run_dir)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hardneg.data.beir import load_beir
+from hardneg.data.beir import load_beir, shared_corpus_reads
 from hardneg.data.hf import from_hf_dataset
 from hardneg.data.pairs import load_pairs
 from hardneg.data.text_column import TextColumn
@@ -31,7 +31,7 @@ from hardneg.data.values import Corpus, DataSource, Queries, RetrievalData
 from hardneg.errors import HardnegError
 
 __all__ = ["Corpus", "DataSource", "Queries", "RetrievalData", "TextColumn", "from_hf_dataset", "load", "load_beir",
-           "load_pairs", "reload"]
+           "load_pairs", "reload", "shared_corpus_reads"]
 
 
 def load(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +16,31 @@ from hardneg.data.values import Corpus, DataSource, Queries, RetrievalData, froz
 from hardneg.errors import HardnegError
 
 logger = logging.getLogger(__name__)
+
+_SHARED_READS: ContextVar[dict | None] = ContextVar("hardneg_shared_corpus_reads", default=None)
+
+
+@contextlib.contextmanager
+def shared_corpus_reads() -> Iterator[None]:
+    """Within this block each corpus file is parsed once: a second split of the same BEIR folder
+    (``train``, then ``dev``) gets the first one's :class:`~hardneg.data.Corpus` object, not a second parse
+    and a second copy. Nothing is kept after the block."""
+    token = _SHARED_READS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_READS.reset(token)
+
+
+def _read_corpus(path: Path) -> CorpusRead:
+    shared = _SHARED_READS.get()
+    if shared is None:
+        return read_beir_corpus(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in shared:
+        shared[key] = read_beir_corpus(path)
+    return shared[key]
 
 
 @dataclass(frozen=True)
@@ -59,7 +87,7 @@ def load_beir(path: str | Path, split: str = "train") -> RetrievalData:
             (the message names file, line and id).
     """
     files = _locate(Path(path), split)
-    read = read_beir_corpus(files.corpus)
+    read = _read_corpus(files.corpus)
     if len(read.corpus) == 0:
         skipped = f" ({len(read.empty_ids)} had an empty text)" if read.empty_ids else ""
         raise HardnegError(f"{files.corpus}: no documents{skipped}; expected one JSON object per line with _id and "
