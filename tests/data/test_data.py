@@ -543,6 +543,46 @@ def test_pairs_with_beir_corpus_matches_passages_and_texts(
     assert "with corpus" in data.source
 
 
+def test_pairs_match_the_first_row_like_a_dictionary_would_and_keep_a_mapped_corpus(tmp_path: Path) -> None:
+    """Positives are matched by Arrow over the corpus bytes; the rows equal a plain dictionary lookup's."""
+    import random
+
+    from hardneg.data.pairs import PairsBuilder
+    from hardneg.data.values import DataSource
+
+    rng = random.Random(7)
+    words = ["apt", "dpkg", "Apt", "lib", "dev", "é", "\ud800"]
+    titles = [rng.choice(["", "", "T", "apt"]) for _ in range(60)]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 2))) for _ in range(60)]
+    ids = [f"d{n}" for n in range(0, 120, 2)]  # the even d<n> are taken: new ids must skip them
+    corpus = Corpus(ids, titles, texts)
+    cells = [[" ".join(rng.choices(words, k=rng.randint(1, 3))) for _ in range(3)] for _ in range(40)]
+    builder = PairsBuilder(corpus, "c")
+    for n, row in enumerate(cells):
+        builder.add(f"query {n}", row, lambda: "here", "query", "positive")
+    data = builder.build(DataSource("pairs", path="p"), "p")
+
+    by_passage, by_text, new = {}, {}, {}  # the reference: first row of each passage, then of each text
+    for row, (title, text) in enumerate(zip(titles, texts)):
+        by_passage.setdefault(f"{title} {text}" if title else text, row)
+        by_text.setdefault(text, row)
+    for row in cells:
+        for cell in row:
+            if cell not in by_passage and cell not in by_text and cell not in new:
+                new[cell] = len(texts) + len(new)
+    expected = [sorted({by_passage.get(c, by_text.get(c, new.get(c))) for c in row}) for row in cells]
+    assert [p.tolist() for p in data.positives] == expected
+    assert list(data.corpus.texts[60:]) == list(new) and not set(data.corpus.ids[60:]) & set(ids)
+    assert list(data.corpus.ids[60:]) == [f"d{n}" for n in range(60, 200) if f"d{n}" not in ids][: len(new)]
+    assert len(new) > 30  # so the new ids run past the taken ones
+
+    mapped = Corpus.open(corpus.save(tmp_path / "corpus"))  # every positive found: the corpus is not copied
+    found = PairsBuilder(mapped, "c")
+    found.add("q", [texts[3], f"{titles[5]} {texts[5]}".strip()], lambda: "here", "query", "positive")
+    kept = found.build(DataSource("pairs", path="p"), "p")
+    assert kept.corpus is mapped and kept.corpus.texts.path is not None
+
+
 def test_pairs_with_txt_corpus(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     corpus = tmp_path / "passages.txt"
     corpus.write_text("json parser library\n\nplays videos\nnoise\n", encoding="utf-8")

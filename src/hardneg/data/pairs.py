@@ -20,6 +20,7 @@ from hardneg.data.readers import (
     json_type,
     read_corpus_file,
 )
+from hardneg.data.text_column import TextColumn
 from hardneg.data.values import Corpus, DataSource, Queries, RetrievalData
 from hardneg.errors import HardnegError
 
@@ -29,52 +30,34 @@ PAIRS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 class PairsBuilder:
-    """Collects (query, positive) cells and turns them into RetrievalData."""
+    """Collects (query, positive) cells and turns them into RetrievalData.
+
+    Positive texts are matched to the corpus once, in :meth:`build`, by Arrow over the corpus's
+    stored bytes (a passage ``"{title} {text}"`` first, then a text alone; the first such row), so a
+    corpus of millions is never copied into Python lists or dictionaries. Texts found nowhere become
+    new documents ``d<n>`` appended after the corpus, in the order they were first read.
+    """
 
     def __init__(self, corpus: CorpusRead | Corpus | None, corpus_name: str) -> None:
-        self.query_positives: dict[str, list[int]] = {}
+        self.query_positives: dict[str, list[int]] = {}  # query -> indices into self.cells
+        self.cells: list[str] = []  # distinct positive texts, in first-read order
+        self.cell_index: dict[str, int] = {}
         self.empty_cells = 0
         self.first_empty_where = ""
         self.corpus_name = corpus_name
-        self.appended = 0
         self.corpus_empty: str = ""
         if isinstance(corpus, CorpusRead):
             if corpus.empty_ids:
                 self.corpus_empty = corpus.empty_summary()
             corpus = corpus.corpus
-        self.ids: list[str] = list(corpus.ids) if corpus is not None else []
-        self.titles: list[str] = list(corpus.titles) if corpus is not None else []
-        self.texts: list[str] = list(corpus.texts) if corpus is not None else []
-        self.has_corpus = corpus is not None
-        self.by_passage: dict[str, int] = {}
-        self.by_text: dict[str, int] = {}
-        if corpus is not None:
-            for row, passage in enumerate(corpus.passages):
-                self.by_passage.setdefault(passage, row)
-            for row, text in enumerate(corpus.texts):
-                self.by_text.setdefault(text, row)
-        self.taken_ids = set(self.ids)
-        self.next_id = len(self.ids)
+        self.corpus: Corpus | None = corpus
 
-    def _row_for(self, text: str) -> int:
-        row = self.by_passage.get(text)
-        if row is None:
-            row = self.by_text.get(text)
-        if row is not None:
-            return row
-        while f"d{self.next_id}" in self.taken_ids:
-            self.next_id += 1
-        doc_id = f"d{self.next_id}"
-        self.next_id += 1
-        self.taken_ids.add(doc_id)
-        row = len(self.ids)
-        self.ids.append(doc_id)
-        self.titles.append("")
-        self.texts.append(text)
-        self.by_passage[text] = row
-        if self.has_corpus:
-            self.appended += 1
-        return row
+    def _cell(self, text: str) -> int:
+        index = self.cell_index.get(text)
+        if index is None:
+            index = self.cell_index[text] = len(self.cells)
+            self.cells.append(text)
+        return index
 
     def add(
         self,
@@ -118,7 +101,7 @@ class PairsBuilder:
                     f"{where()}: column {positive_column!r} must hold strings, got {json_type(cell)} {cell!r} "
                     f"for query {query[:80]!r}."
                 )
-            rows.append(self._row_for(cell))
+            rows.append(self._cell(cell))
         if empty_here:
             self.empty_cells += 1
             if not self.first_empty_where:
@@ -133,21 +116,42 @@ class PairsBuilder:
                 f"{origin}: no query has a non-empty positive ({len(self.query_positives)} distinct queries read); "
                 "expected at least one. Check the column names and the file's content."
             )
-        if self.appended:
+        cell_rows, corpus = self._rows_and_corpus()
+        appended = len(corpus) - len(self.corpus) if self.corpus is not None else 0
+        if appended:
             logger.info(
                 "%d positive(s) of %s were not found in corpus %s and were appended to it as new documents.",
-                self.appended,
+                appended,
                 origin,
                 self.corpus_name,
             )
-        positives = [_frozen(np.unique(np.asarray(rows, dtype=np.int32))) for _, rows in kept]
+        positives = [_frozen(np.unique(cell_rows[np.asarray(cells, np.int64)].astype(np.int32))) for _, cells in kept]
         return RetrievalData(
-            corpus=Corpus(self.ids, self.titles, self.texts),
+            corpus=corpus,
             queries=Queries(tuple(f"q{i}" for i in range(len(kept))), tuple(text for text, _ in kept)),
             positives=tuple(positives),
             grades=tuple(_frozen(np.ones(len(pos), dtype=np.int32)) for pos in positives),
             origin=source,
         )
+
+    def _rows_and_corpus(self) -> tuple[np.ndarray, Corpus]:
+        """The corpus row of each positive text read, and the corpus with the unmatched texts appended."""
+        rows = np.full(len(self.cells), -1, np.int64)
+        if self.corpus is not None:
+            rows = _rows_in(self.corpus.passages, self.cells)
+            unmatched = np.flatnonzero(rows < 0)
+            rows[unmatched] = _rows_in(self.corpus.texts, [self.cells[i] for i in unmatched])
+        new = np.flatnonzero(rows < 0)
+        before = len(self.corpus) if self.corpus is not None else 0
+        rows[new] = before + np.arange(len(new))
+        texts = [self.cells[i] for i in new]
+        ids = _fresh_ids(self.corpus, len(new))
+        if self.corpus is None:
+            return rows, Corpus(ids, [""] * len(ids), texts)
+        if not len(new):
+            return rows, self.corpus  # as read: in memory or memory-mapped, not copied
+        old = self.corpus
+        return rows, Corpus(_appended(old.ids, ids), _appended(old.titles, [""] * len(ids)), _appended(old.texts, texts))
 
     def _log_skipped(self, origin: str, *, dropped: int) -> None:
         """One warning for empty corpus documents and empty positive cells."""
@@ -163,6 +167,35 @@ class PairsBuilder:
                 f"{dropped} quer{'y' if dropped == 1 else 'ies'} left without a positive and not loaded"
             )
         logger.warning("%s. Fill in or remove those rows.", "; ".join(parts))
+
+
+def _rows_in(column: TextColumn, texts: Sequence[str]) -> np.ndarray:
+    """The first row of ``column`` equal to each of ``texts`` (``int64``; -1 where none is)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array([text.encode("utf-8", "surrogatepass") for text in texts], pa.large_binary())
+    return pc.index_in(wanted, value_set=column.to_arrow()).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _fresh_ids(corpus: Corpus | None, count: int) -> list[str]:
+    """``count`` ids ``d<n>`` (``n`` from the corpus size up) that the corpus does not use."""
+    out: list[str] = []
+    start = len(corpus) if corpus is not None else 0
+    while len(out) < count:
+        batch = [f"d{n}" for n in range(start, start + count - len(out))]
+        taken = corpus.rows_of(batch) >= 0 if corpus is not None else np.zeros(len(batch), bool)
+        out += [doc_id for doc_id, used in zip(batch, taken.tolist()) if not used]
+        start += len(batch)
+    return out
+
+
+def _appended(column: TextColumn, texts: Sequence[str]) -> TextColumn:
+    """``column`` followed by ``texts``, copied byte for byte by Arrow (no Python string per row)."""
+    import pyarrow as pa
+
+    tail = pa.array([text.encode("utf-8", "surrogatepass") for text in texts], pa.large_binary())
+    return TextColumn.from_arrow(pa.chunked_array([column.to_arrow(), tail]))
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
