@@ -175,7 +175,9 @@ def _rows_in(column: TextColumn, texts: Sequence[str]) -> np.ndarray:
     import pyarrow.compute as pc
 
     wanted = pa.array([text.encode("utf-8", "surrogatepass") for text in texts], pa.large_binary())
-    return pc.index_in(wanted, value_set=column.to_arrow()).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    found = pc.index_in(wanted, value_set=column.to_arrow()).fill_null(-1).to_numpy(zero_copy_only=False)
+    pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the hash table's pages
+    return found.astype(np.int64)
 
 
 def _fresh_ids(corpus: Corpus | None, count: int) -> list[str]:
