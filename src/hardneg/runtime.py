@@ -9,6 +9,7 @@ is imported only inside the functions that run a model.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 from collections.abc import Callable
@@ -217,6 +218,20 @@ class LazyModel:
         if self.max_length is not None and self._model.max_seq_length != self.max_length:
             set_max_length(self._model, self.max_length, self._model_arg)
         return self._model
+
+    def local_model_dir(self) -> Path | None:
+        """The local folder the model loads from; None for a hub name or a model held in memory."""
+        if isinstance(self._model_arg, (str, Path)) and Path(str(self._model_arg)).is_dir():
+            return Path(str(self._model_arg))
+        return None
+
+    def loading_from(self, folder: str | Path):
+        """A copy that loads the model from ``folder`` (a copy of :meth:`local_model_dir` made elsewhere,
+        e.g. on a worker's machine), with this one's settings and fingerprint."""
+        key = self.key()
+        twin = copy.copy(self)
+        twin._model_arg, twin._model, twin._key = str(folder), None, key
+        return twin
 
     def wraps(self, model: Any) -> bool:
         """True when this runs ``model`` itself (the very object, not a copy of its weights)."""

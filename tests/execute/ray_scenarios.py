@@ -54,6 +54,29 @@ class CountingJob:
         return self
 
 
+class FolderJob:
+    """rows -> rows x the number in ``FOLDER/sub/weights.txt``, read from the folder the job loads from (a model
+    directory in miniature); appends that folder to ``log`` once per load."""
+
+    def __init__(self, folder: Path, log: Path) -> None:
+        self.folder, self.log = str(folder), str(log)
+
+    def model_dir(self) -> Path:
+        return Path(self.folder)
+
+    def loading_from(self, folder) -> FolderJob:
+        return FolderJob(folder, Path(self.log))
+
+    def load(self):
+        scale = float((Path(self.folder) / "link.txt").read_text())  # a link to sub/weights.txt in the original
+        with open(self.log, "a") as fh:
+            fh.write(f"{self.folder}\n")
+        return lambda idx: (np.asarray(idx)[:, None] * scale).astype(np.float32)
+
+    def portable(self) -> FolderJob:
+        return self
+
+
 def computes(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
@@ -238,11 +261,20 @@ def two_nodes(out: Path) -> dict:
         run_shards(executor, out / "ray-parts", out / "ray.npy", CountingJob(out / "ray.log"))
         run_shards(EmbeddedExecutor(), out / "ref-parts", out / "embedded.npy", CountingJob(out / "ref.log"))
         nodes = len([n for n in ray.nodes() if n["Alive"]])
+        # a model in a local folder: two nodes, so each actor loads its own copy, sent through Ray
+        model = out / "model"
+        (model / "sub").mkdir(parents=True)
+        (model / "sub" / "weights.txt").write_text("3")
+        (model / "link.txt").symlink_to(model / "sub" / "weights.txt")
+        shipped = run_shards(executor, out / "ship-parts", None, FolderJob(model, out / "loads.log"))
+        loaded_from = sorted(set((out / "loads.log").read_text().split()))
+        existed = [Path(f).is_dir() for f in loaded_from]
         executor.close()
     finally:
         ray.shutdown()
         cluster.shutdown()
-    return {"nodes": nodes}
+    return {"nodes": nodes, "model": str(model), "loaded_from": loaded_from, "existed_while_loaded": existed,
+            "left_after_close": [f for f in loaded_from if Path(f).exists()], "shipped_rows": shipped.ravel().tolist()}
 
 
 def isolation(out: Path, ray_executor) -> dict:

@@ -120,6 +120,16 @@ def test_a_two_node_cluster_gives_the_same_result(scenarios):
     assert len(set((out / "ray.log").read_text().split())) == 2  # both actors worked
 
 
+def test_on_two_nodes_a_local_model_folder_travels_to_the_workers(scenarios):
+    """No shared storage needed: each actor unpacks its own copy of the folder (links followed), loads from it,
+    and removes it when the executor closes."""
+    result, _ = scenario(scenarios, "two_nodes")
+    assert len(result["loaded_from"]) == 2 and result["model"] not in result["loaded_from"]
+    assert all(Path(f).name.startswith("hardneg-model-") for f in result["loaded_from"])
+    assert result["existed_while_loaded"] == [True, True] and result["left_after_close"] == []
+    assert result["shipped_rows"] == [3.0 * row for row in range(53)]
+
+
 def test_ance_refresh_re_encodes_on_ray_from_a_snapshot_in_the_run_dir(scenarios):
     result, _ = scenario(scenarios, "refresh")
     assert result["same_negatives"]

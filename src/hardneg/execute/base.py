@@ -20,6 +20,11 @@ class ShardJob(Protocol):
     ``load()`` builds the model (once per process that runs the job) and returns the
     function a shard's inputs go through; ``portable()`` is a copy that holds the model
     by name or path, never a loaded model object, for engines that run it elsewhere.
+
+    Optionally, ``model_dir()`` names the local folder the model loads from (None: a hub
+    name) and ``loading_from(folder)`` is the same job loading from a copy of that folder:
+    an engine whose workers run on other machines ships the folder to them
+    (:mod:`hardneg.execute.model_files`).
     """
 
     def load(self) -> Callable[[Any], np.ndarray]: ...

@@ -5,12 +5,17 @@ Ray Core actors, not Ray Data: a shard is already the unit of work and of resume
 an actor built from the job's small, picklable description loads the model once and
 then computes shard after shard. The driver hands each actor a few shards at a time
 (only their inputs travel, e.g. a shard's texts) and gets rows back; the caller saves
-them, so workers need no access to the run directory.
+them, so workers need no access to the run directory. On a cluster of more than one
+node, a model in a local folder (a local path, or the snapshot of a model being trained)
+travels through Ray's object store too, once per job, and each actor unpacks its own
+copy: the nodes need no shared storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -47,17 +52,41 @@ class ShardWorker:
 
     def __init__(self) -> None:
         self.loaded: dict[str, Any] = {}
+        self.unpacked: dict[str, str] = {}  # job -> the folder its shipped model was unpacked into
 
-    def run(self, job_key: str, job, number: int, payload: Any) -> tuple[int, np.ndarray]:
+    def run(self, job_key: str, job, number: int, payload: Any, shipped: list | None = None) -> tuple[int, np.ndarray]:
+        """Shard ``number`` of ``job``; ``shipped``: ``[ObjectRef]`` of the job's model folder, packed (in a list,
+        so that Ray hands over the reference and the blob is fetched once, when the model loads)."""
         if job_key not in self.loaded:
             while len(self.loaded) >= self.KEEP:
-                self.loaded.pop(next(iter(self.loaded)))
+                self._forget(next(iter(self.loaded)))
+            if shipped:
+                from hardneg.execute.model_files import unpack_directory
+
+                folder = unpack_directory(import_ray().get(shipped[0]))
+                self.unpacked[job_key] = str(folder)
+                job = job.loading_from(folder)
             self.loaded[job_key] = job.load()
         return number, self.loaded[job_key](payload)
+
+    def _forget(self, job_key: str) -> None:
+        self.loaded.pop(job_key)
+        folder = self.unpacked.pop(job_key, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def loads(self) -> list[str]:
         """The jobs this actor holds loaded (oldest first)."""
         return list(self.loaded)
+
+    def clean(self) -> None:
+        """Remove the shipped models' folders (before the actor is stopped)."""
+        for job_key in list(self.loaded):
+            self._forget(job_key)
+
+    def model_folders(self) -> dict[str, str]:
+        """The folder each loaded job's shipped model was unpacked into (jobs loaded by name or path: absent)."""
+        return dict(self.unpacked)
 
 
 class RayExecutor:
@@ -71,12 +100,15 @@ class RayExecutor:
             uses that many threads, at least one).
         gpus_per_worker: GPUs per actor (fractions share one GPU).
         in_flight: shards queued per actor, so one is ready when the last finishes.
+        ship_models: send a job's local model folder to the actors through Ray's object store
+            (each unpacks its own copy); default: when the cluster has more than one node, whose
+            other machines may not see this one's disk.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int = 2, cpus_per_worker: float = 1.0,
-                 gpus_per_worker: float = 0.0, in_flight: int = 2) -> None:
+                 gpus_per_worker: float = 0.0, in_flight: int = 2, ship_models: bool | None = None) -> None:
         if workers < 1:
             raise HardnegError(f"--workers must be at least 1, got {workers}.")
         if not cpus_per_worker > 0:
@@ -86,6 +118,7 @@ class RayExecutor:
         import_ray()  # fail now, not after the first stage
         self.address, self.workers, self.in_flight = address, workers, max(1, in_flight)
         self.cpus_per_worker, self.gpus_per_worker = float(cpus_per_worker), float(gpus_per_worker)
+        self.ship_models = ship_models
         self._joined: str | None = None  # the cluster this executor connected to
         self._started_cluster = False
         self._actors: list = []
@@ -109,14 +142,26 @@ class RayExecutor:
         job_key = hashlib.sha256(ray.cloudpickle.dumps(portable)).hexdigest()[:16]  # what the actors hold loaded
         self.connect()
         job_ref = ray.put(portable)
+        shipped = self._shipped_model(ray, portable)
         actors = self._workers(ray)
         finished = False
         try:
-            yield from self._dispatch(ray, actors, iter(shards), job_key, job_ref)
+            yield from self._dispatch(ray, actors, iter(shards), job_key, job_ref, shipped)
             finished = True
         finally:
             if not finished:  # a failed or abandoned run may leave work queued on the actors: start afresh next time
                 self._stop_workers(ray)
+
+    def _shipped_model(self, ray, job) -> list | None:
+        """``[ObjectRef]`` of the job's local model folder, packed, when the actors should load a copy of it."""
+        from hardneg.execute.model_files import pack_directory
+
+        folder = job.model_dir() if hasattr(job, "model_dir") else None
+        ship = self.ship_models if self.ship_models is not None else len([n for n in ray.nodes() if n["Alive"]]) > 1
+        if folder is None or not ship:
+            return None
+        logger.info("sending the model in %s to the Ray workers (their nodes may not see this disk)", folder)
+        return [ray.put(pack_directory(folder))]
 
     def _workers(self, ray) -> list:
         if not self._actors:
@@ -126,18 +171,20 @@ class RayExecutor:
         return self._actors
 
     def _stop_workers(self, ray) -> None:
+        with contextlib.suppress(Exception):  # a dead actor has nothing left to clean
+            ray.get([handle.clean.remote() for handle in self._actors], timeout=60)
         for handle in self._actors:
             ray.kill(handle)
         self._actors = []
 
     def _dispatch(self, ray, actors: list, shards: Iterator[tuple[int, Any]], job_key: str,
-                  job_ref) -> Iterator[tuple[int, np.ndarray]]:
+                  job_ref, shipped: list | None) -> Iterator[tuple[int, np.ndarray]]:
         pending: dict[Any, tuple[Any, int]] = {}
 
         def submit(handle) -> None:
             shard = next(shards, None)
             if shard is not None:
-                pending[handle.run.remote(job_key, job_ref, *shard)] = (handle, shard[0])
+                pending[handle.run.remote(job_key, job_ref, *shard, shipped)] = (handle, shard[0])
 
         for handle in actors:
             for _ in range(self.in_flight):

@@ -182,6 +182,15 @@ class EncodeJob:
         portable = getattr(self.encoder, "portable", None)
         return self if portable is None else replace(self, encoder=portable(self.snapshot_dir))
 
+    def model_dir(self) -> Path | None:
+        """The local folder the encoder loads its model from (None: a hub name, or an encoder without one)."""
+        local = getattr(self.encoder, "local_model_dir", None)
+        return local() if local is not None else None
+
+    def loading_from(self, folder: str | Path) -> EncodeJob:
+        """This job with its encoder loading the same model from ``folder`` (a copy of :meth:`model_dir`)."""
+        return replace(self, encoder=self.encoder.loading_from(folder))
+
 
 def cached_encode(
     job: EncodeJob,

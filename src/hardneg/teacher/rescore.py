@@ -106,6 +106,15 @@ class ScoreJob:
         portable = getattr(self.scorer, "portable", None)
         return self if portable is None else ScoreJob(portable())
 
+    def model_dir(self) -> Path | None:
+        """The local folder the scorer loads its model from (None: a hub name, or a scorer without one)."""
+        local = getattr(self.scorer, "local_model_dir", None)
+        return local() if local is not None else None
+
+    def loading_from(self, folder: str | Path) -> ScoreJob:
+        """This job with its scorer loading the same model from ``folder`` (a copy of :meth:`model_dir`)."""
+        return ScoreJob(self.scorer.loading_from(folder))
+
 
 def _pairs_digest(query_rows: np.ndarray, doc_rows: np.ndarray) -> str:
     digest = hashlib.sha256()
