@@ -398,8 +398,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--refreshes", type=int, default=1, help="ANCE refreshes per run (default 1, at mid-run)")
     p.add_argument("--refresh-every", type=int, help="steps between refreshes (overrides --refreshes)")
-    p.add_argument("--scope-depth", type=int, default=20,
-                   help="ance-pool: candidates per query of the first mining that join its pool (default 20)")
+    p.add_argument("--scope-depth", type=int,
+                   help="ance-pool: documents per query that join its pool (default: hardneg's, RefreshConfig)")
     p.add_argument("--dev-queries", type=int, default=200, help="dev queries for the curve (default 200)")
     p.add_argument("--second-domain", type=Path,
                    help="a BEIR folder (test split) from a domain training never saw, e.g. bench/out/foldoc "

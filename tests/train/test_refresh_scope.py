@@ -94,7 +94,7 @@ def _refresher(tiny_train, tmp_path, name, config, encoder=None, *, depth=None, 
 
 def _pool_rows(refresher) -> np.ndarray:
     """The documents a pool-scope refresh of every query re-encodes."""
-    return pool_scope(refresher.scope_candidates, refresher.data.positives, refresher.config.scope_depth)
+    return pool_scope(refresher.scope_candidates, refresher.data.positives, refresher.scope_depth)
 
 
 def _same_fields(entry):
@@ -298,6 +298,11 @@ def test_scope_settings_are_checked(tiny_train):
     pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
     with pytest.raises(HardnegError, match="exceeds the miner's depth 30"):
         Refresher(miner, tiny_train, pool, RefreshConfig(scope="pool", scope_depth=31))
+    # the default: pool scope, 30 documents per query, or the miner's depth when it is smaller
+    assert RefreshConfig().scope == "pool" and Refresher(miner, tiny_train, pool, RefreshConfig()).scope_depth == 30
+    shallow = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=1), depth=12, show_progress=False)
+    refresher = Refresher(shallow, tiny_train, pool, RefreshConfig(), candidates=shallow.mine(tiny_train).candidates)
+    assert refresher.scope_depth == 12 and refresher.scope_candidates.shape[1] == 12
 
 
 def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot(tiny_train, tmp_path):

@@ -22,8 +22,8 @@ off where the worker has its own hardware (a second GPU, spare CPU cores); on a
 CPU that training already saturates, the two processes share the cores.
 
 Scope (``RefreshConfig(scope=...)``, :mod:`hardneg.train.refresh_scope`): ``full`` re-encodes
-the whole corpus; ``pool`` re-encodes only the documents that can change the selection, and is
-full again every ``full_every``-th refresh. Told the batch sampler's look-ahead
+the whole corpus; ``pool`` (the default) re-encodes only the documents that can change the
+selection, and is full again every ``full_every``-th refresh. Told the batch sampler's look-ahead
 (``Refresher.look_ahead``; :func:`hardneg.train.trainer.train` wires it), it mines only the queries
 of the batches before the next refresh, over their pool: their nearest ``scope_depth`` documents in
 the last full mining's embeddings, found with the current model's query embeddings (``pool:
@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 REFRESH_STATE = "hardneg_refresh.json"
 NEGATIVES_STATE = "hardneg_negatives.json"
 SCOPE_STATE = "hardneg_refresh_scope.npy"
+DEFAULT_SCOPE_DEPTH = 30  # debian-desc full: 0.92-0.94 of a full refresh's mined negatives at 0.21-0.25 of its seconds
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ class RefreshConfig:
         asynchronous: re-mine from a weight snapshot in another process while
             training continues (see the module docstring).
         worker_threads: torch threads of the asynchronous worker.
-        scope: ``pool``: re-encode only the pool of documents that can change the selection
-            (:mod:`hardneg.train.refresh_scope`); ``full``: the whole corpus every time.
-        scope_depth: pool scope: each training query's top ``scope_depth`` candidates of the
-            last full mining join the pool (at most the miner's depth).
+        scope: ``pool`` (default): re-encode only the pool of documents that can change the
+            selection (:mod:`hardneg.train.refresh_scope`); ``full``: the whole corpus every time.
+        scope_depth: pool scope: each training query's nearest ``scope_depth`` documents join the
+            pool (at most the miner's depth); None: 30, or the miner's depth when smaller.
         full_every: pool scope: every ``full_every``-th refresh is full (and renews the pool);
             None: only when no pool is known yet.
     """
@@ -92,14 +93,14 @@ class RefreshConfig:
     dev_max_queries: int | None = 200
     asynchronous: bool = False
     worker_threads: int = 1
-    scope: str = "full"
-    scope_depth: int = 30
+    scope: str = "pool"
+    scope_depth: int | None = None
     full_every: int | None = 4
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise HardnegError(f"refresh scope must be one of {', '.join(SCOPES)}; got {self.scope!r}.")
-        if self.scope_depth < 1:
+        if self.scope_depth is not None and self.scope_depth < 1:
             raise HardnegError(f"refresh scope depth must be at least 1, got {self.scope_depth}.")
         if self.full_every is not None and self.full_every < 1:
             raise HardnegError(f"full_every must be at least 1 refresh (or None: never), got {self.full_every}.")
@@ -180,9 +181,10 @@ class Refresher:
         self.history: list[dict[str, Any]] = []
         self.pending: PendingRefresh | None = None
         self.last_selection = None
-        if config.scope == "pool" and config.scope_depth > miner.depth:
+        if config.scope == "pool" and config.scope_depth is not None and config.scope_depth > miner.depth:
             raise HardnegError(f"refresh scope depth {config.scope_depth} exceeds the miner's depth {miner.depth}: "
                                "lower it or raise --depth.")
+        self.scope_depth = config.scope_depth or min(DEFAULT_SCOPE_DEPTH, miner.depth)
         self.refreshes_started = 0
         # each query's top scope_depth candidates at the last full mining: the pools of pool-scope refreshes
         self.scope_candidates: np.ndarray | None = None
@@ -195,7 +197,7 @@ class Refresher:
         """The pools of later pool-scope refreshes, from a full mining: its candidates and, when it ran in this
         process (not in an asynchronous worker, whose files are keyed by its snapshot), its document embeddings."""
         if self.config.scope == "pool":
-            self.scope_candidates = np.ascontiguousarray(candidates.doc_ids[:, : self.config.scope_depth])
+            self.scope_candidates = np.ascontiguousarray(candidates.doc_ids[:, : self.scope_depth])
             run_dir = getattr(self.miner, "run_dir", None) if in_process else None
             found = self.dense.cached_embeddings(self.data, run_dir) if run_dir is not None else None
             self.stale_documents = found[1] if found is not None else None
@@ -216,7 +218,7 @@ class Refresher:
             if not len(queries):  # nothing planned ahead (cannot happen mid-training): mine every query
                 queries = None
         rows = range(len(self.data.queries)) if queries is None else queries.tolist()
-        positives, depth = [self.data.positives[q] for q in rows], self.config.scope_depth
+        positives, depth = [self.data.positives[q] for q in rows], self.scope_depth
         if self.stale_documents is not None:  # where the current model puts these queries, in the stale index
             embedded = self.dense.encoder.encode_queries([self.data.queries.texts[q] for q in rows], show_progress=False)
             return Scope(fresh_query_pool(embedded, self.stale_documents, positives, depth), queries, "fresh-queries")
