@@ -267,13 +267,18 @@ def two_nodes(out: Path) -> dict:
         (model / "sub" / "weights.txt").write_text("3")
         (model / "link.txt").symlink_to(model / "sub" / "weights.txt")
         shipped = run_shards(executor, out / "ship-parts", None, FolderJob(model, out / "loads.log"))
-        loaded_from = sorted(set((out / "loads.log").read_text().split()))
+        sent = executor._shipped
+        run_shards(executor, out / "ship-parts-2", None, FolderJob(model, out / "loads.log"))  # a second pass
+        sent_once = executor._shipped is sent
+        loads = (out / "loads.log").read_text().split()
+        loaded_from = sorted(set(loads))
         existed = [Path(f).is_dir() for f in loaded_from]
         executor.close()
     finally:
         ray.shutdown()
         cluster.shutdown()
     return {"nodes": nodes, "model": str(model), "loaded_from": loaded_from, "existed_while_loaded": existed,
+            "sent_once": sent_once, "loads": len(loads),
             "left_after_close": [f for f in loaded_from if Path(f).exists()], "shipped_rows": shipped.ravel().tolist()}
 
 

@@ -127,6 +127,8 @@ def test_on_two_nodes_a_local_model_folder_travels_to_the_workers(scenarios):
     assert len(result["loaded_from"]) == 2 and result["model"] not in result["loaded_from"]
     assert all(Path(f).name.startswith("hardneg-model-") for f in result["loaded_from"])
     assert result["existed_while_loaded"] == [True, True] and result["left_after_close"] == []
+    # a second pass of the same job (the queries after the documents): nothing sent or unpacked again
+    assert result["sent_once"] and result["loads"] == 2
     assert result["shipped_rows"] == [3.0 * row for row in range(53)]
 
 

@@ -84,10 +84,6 @@ class ShardWorker:
         for job_key in list(self.loaded):
             self._forget(job_key)
 
-    def model_folders(self) -> dict[str, str]:
-        """The folder each loaded job's shipped model was unpacked into (jobs loaded by name or path: absent)."""
-        return dict(self.unpacked)
-
 
 class RayExecutor:
     """Computes shards on Ray actors (:class:`~hardneg.execute.Executor`).
@@ -122,6 +118,7 @@ class RayExecutor:
         self._joined: str | None = None  # the cluster this executor connected to
         self._started_cluster = False
         self._actors: list = []
+        self._shipped: tuple[str, list] | None = None  # (job key, [ObjectRef]) of the last model folder sent
 
     def __repr__(self) -> str:
         return (f"RayExecutor(address={self.address!r}, workers={self.workers}, cpus_per_worker={self.cpus_per_worker:g}, "
@@ -129,7 +126,7 @@ class RayExecutor:
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy pickled into another process (an asynchronous refresh) joins the same cluster
-        state = dict(self.__dict__, _joined=None, _started_cluster=False, _actors=[])
+        state = dict(self.__dict__, _joined=None, _started_cluster=False, _actors=[], _shipped=None)
         state["address"] = self._joined or self.address
         return state
 
@@ -142,7 +139,7 @@ class RayExecutor:
         job_key = hashlib.sha256(ray.cloudpickle.dumps(portable)).hexdigest()[:16]  # what the actors hold loaded
         self.connect()
         job_ref = ray.put(portable)
-        shipped = self._shipped_model(ray, portable)
+        shipped = self._shipped_model(ray, portable, job_key)
         actors = self._workers(ray)
         finished = False
         try:
@@ -150,18 +147,21 @@ class RayExecutor:
             finished = True
         finally:
             if not finished:  # a failed or abandoned run may leave work queued on the actors: start afresh next time
-                self._stop_workers(ray)
+                self._stop_workers(ray, clean=False)  # cleaning would wait behind that work
 
-    def _shipped_model(self, ray, job) -> list | None:
-        """``[ObjectRef]`` of the job's local model folder, packed, when the actors should load a copy of it."""
+    def _shipped_model(self, ray, job, job_key: str) -> list | None:
+        """``[ObjectRef]`` of the job's local model folder, packed (once per job: documents and queries share
+        it), when the actors should load a copy of it."""
         from hardneg.execute.model_files import pack_directory
 
         folder = job.model_dir() if hasattr(job, "model_dir") else None
         ship = self.ship_models if self.ship_models is not None else len([n for n in ray.nodes() if n["Alive"]]) > 1
         if folder is None or not ship:
             return None
-        logger.info("sending the model in %s to the Ray workers (their nodes may not see this disk)", folder)
-        return [ray.put(pack_directory(folder))]
+        if self._shipped is None or self._shipped[0] != job_key:
+            logger.info("sending the model in %s to the Ray workers (their nodes may not see this disk)", folder)
+            self._shipped = (job_key, [ray.put(pack_directory(folder))])
+        return self._shipped[1]
 
     def _workers(self, ray) -> list:
         if not self._actors:
@@ -170,9 +170,10 @@ class RayExecutor:
             self._actors = [actor.remote() for _ in range(self.workers)]
         return self._actors
 
-    def _stop_workers(self, ray) -> None:
-        with contextlib.suppress(Exception):  # a dead actor has nothing left to clean
-            ray.get([handle.clean.remote() for handle in self._actors], timeout=60)
+    def _stop_workers(self, ray, clean: bool = True) -> None:
+        if clean:  # remove the shipped models' folders; a dead actor has nothing left to clean
+            with contextlib.suppress(Exception):
+                ray.get([handle.clean.remote() for handle in self._actors], timeout=60)
         for handle in self._actors:
             ray.kill(handle)
         self._actors = []
@@ -242,6 +243,7 @@ class RayExecutor:
         """Stop the actors, and the local cluster this executor started (a joined cluster keeps running)."""
         if self._actors:
             self._stop_workers(import_ray())
+        self._shipped = None
         if self._started_cluster:
             import_ray().shutdown()
             self._started_cluster = False
