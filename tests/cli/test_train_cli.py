@@ -32,7 +32,7 @@ def test_train_mines_on_the_fly_and_refreshes(tmp_path, tiny_dir, minilm_path, o
     monkeypatch.setattr(beir, "read_beir_corpus", lambda path: parses.append(path) or parse(path))
     out = tmp_path / "out"
     rc = main(["-q", "train", str(tiny_dir), "--model", minilm_path, "--max-steps", "2", "--refresh-every", "1",
-               "--dev-max-queries", "5", "--output", str(out), *FAST])  # the default refresh scope: pool
+               "--refresh-scope-depth", "5", "--dev-max-queries", "5", "--output", str(out), *FAST])  # scope: pool
     assert rc == 0
     assert len(parses) == 1  # the training and the dev split share one parse of the corpus
     summary = json.loads((out / "train_summary.json").read_text())

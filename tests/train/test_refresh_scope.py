@@ -83,6 +83,12 @@ def test_to_corpus_rows_maps_candidates_negatives_and_denoised_back_and_keeps_em
         scoped_data(tiny_train, rows).corpus.passages[int(cut.selection.negatives[0, 0])]
 
 
+def tiny_config(**fields) -> RefreshConfig:
+    """A refresh config for the tiny corpus (210 documents), where most pools hold over half of it, which
+    refreshes in full by default (``pool_at_most``, tested on its own): here the pool mechanics are the point."""
+    return RefreshConfig(pool_at_most=1.0, **fields)
+
+
 def _refresher(tiny_train, tmp_path, name, config, encoder=None, *, depth=None, run_dir=False):
     encoder = encoder or DriftingEncoder()
     miner = Miner(DenseRetriever(encoder), SelectionConfig(num_negatives=2), depth=depth, show_progress=False,
@@ -119,11 +125,11 @@ def test_scoped_data_with_queries_keeps_only_those_and_to_corpus_rows_maps_their
 
 def _look_ahead_refreshers(tiny_train, tmp_path, depth):
     """A pool-scope refresher told that the next batches hold examples 2, 5 and 9, and a full one."""
-    config = RefreshConfig(every=1, scope="pool", scope_depth=depth, full_every=None)
+    config = tiny_config(every=1, scope="pool", scope_depth=depth, full_every=None)
     ahead, _ = _refresher(tiny_train, tmp_path, "ahead", config, depth=depth)
     examples = np.array([9, 2, 5, 2])
     ahead.look_ahead = lambda batches: examples
-    full, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"), depth=depth)
+    full, _ = _refresher(tiny_train, tmp_path, "full", tiny_config(every=1, scope="full"), depth=depth)
     return ahead, full, sorted({int(ahead.pool.query_rows[e]) for e in examples})
 
 
@@ -153,7 +159,7 @@ def test_with_a_look_ahead_only_those_queries_candidates_are_encoded(tiny_train,
 
 def test_with_a_run_dir_the_pool_is_where_the_current_model_puts_those_queries_in_the_stale_index(tiny_train,
                                                                                                    tmp_path):
-    config = RefreshConfig(every=1, scope="pool", scope_depth=4, full_every=None)
+    config = tiny_config(every=1, scope="pool", scope_depth=4, full_every=None)
     refresher, encoder = _refresher(tiny_train, tmp_path, "fresh", config, depth=8, run_dir=True)
     examples = np.array([9, 2, 5])
     refresher.look_ahead = lambda batches: examples
@@ -173,7 +179,7 @@ def test_with_a_run_dir_the_pool_is_where_the_current_model_puts_those_queries_i
 
 
 def test_without_a_look_ahead_every_querys_nearest_stale_documents_form_the_pool(tiny_train, tmp_path):
-    config = RefreshConfig(every=1, scope="pool", scope_depth=3, full_every=None)
+    config = tiny_config(every=1, scope="pool", scope_depth=3, full_every=None)
     refresher, encoder = _refresher(tiny_train, tmp_path, "all", config, depth=8, run_dir=True)
     stale = np.array(refresher.stale_documents)
     current = DriftingEncoder(encoder.dim, encoder.salt).encode_queries(list(tiny_train.queries.texts))
@@ -189,8 +195,8 @@ def test_without_a_run_dir_the_pool_is_the_last_minings_candidates(tiny_train, t
 
 def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_train, tmp_path):
     n = len(tiny_train.corpus)
-    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", RefreshConfig(every=1, scope="pool", scope_depth=n), depth=n)
-    full_r, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"), depth=n)
+    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", tiny_config(every=1, scope="pool", scope_depth=n), depth=n)
+    full_r, _ = _refresher(tiny_train, tmp_path, "full", tiny_config(every=1, scope="full"), depth=n)
     for step in (1, 2, 3):
         a, b = pool_r.refresh(step), full_r.refresh(step)
         assert a["scope"] == "pool" and b["scope"] == "full"
@@ -201,8 +207,8 @@ def test_pool_scope_as_deep_as_the_corpus_equals_a_full_refresh_exactly(tiny_tra
 
 
 def test_a_shallow_pool_gives_the_full_refreshs_negatives_wherever_those_lie_in_the_pool(tiny_train, tmp_path):
-    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", RefreshConfig(every=1, scope="pool", scope_depth=5))
-    full_r, _ = _refresher(tiny_train, tmp_path, "full", RefreshConfig(every=1, scope="full"))
+    pool_r, _ = _refresher(tiny_train, tmp_path, "pool", tiny_config(every=1, scope="pool", scope_depth=5))
+    full_r, _ = _refresher(tiny_train, tmp_path, "full", tiny_config(every=1, scope="full"))
     rows = _pool_rows(pool_r)
     assert 0 < len(rows) < len(tiny_train.corpus)
     in_pool = {tiny_train.corpus.passages[r] for r in rows}
@@ -218,7 +224,7 @@ def test_a_shallow_pool_gives_the_full_refreshs_negatives_wherever_those_lie_in_
 
 
 def test_full_every_makes_every_fth_refresh_full_and_that_one_renews_the_pool(tiny_train, tmp_path):
-    refresher, _ = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
+    refresher, _ = _refresher(tiny_train, tmp_path, "p", tiny_config(every=1, scope="pool", scope_depth=5,
                                                                        full_every=3))
     scopes, pools = [], [refresher.scope_candidates]
     for step in range(1, 7):
@@ -236,12 +242,12 @@ def test_full_every_makes_every_fth_refresh_full_and_that_one_renews_the_pool(ti
 def test_without_a_known_pool_the_first_refresh_is_full(tiny_train):
     miner = Miner(DenseRetriever(DriftingEncoder()), SelectionConfig(num_negatives=2), show_progress=False)
     pool = pool_from_selection(tiny_train, miner.mine(tiny_train).selection)
-    refresher = Refresher(miner, tiny_train, pool, RefreshConfig(every=1, scope="pool", full_every=None))
+    refresher = Refresher(miner, tiny_train, pool, tiny_config(every=1, scope="pool", full_every=None))
     assert [refresher.refresh(s)["scope"] for s in (1, 2, 3)] == ["full", "pool", "pool"]
 
 
 def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_path):
-    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5,
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", tiny_config(every=1, scope="pool", scope_depth=5,
                                                                                   full_every=2))
     n_queries, first_pool = len(tiny_train.queries), _pool_rows(refresher)
     for step in (1, 2):
@@ -254,7 +260,7 @@ def test_the_logged_document_count_is_what_the_encoder_encoded(tiny_train, tmp_p
 
 
 def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cache(tiny_train, tmp_path):
-    refresher, encoder = _refresher(tiny_train, tmp_path, "p", RefreshConfig(every=1, scope="pool", scope_depth=5),
+    refresher, encoder = _refresher(tiny_train, tmp_path, "p", tiny_config(every=1, scope="pool", scope_depth=5),
                                     run_dir=True)
     refresher.stale_documents = None  # the candidates' pool, which _pool_rows names
     entry = refresher.refresh(1)
@@ -270,7 +276,7 @@ def test_a_pool_encode_never_stands_in_for_the_full_corpus_in_the_embedding_cach
 
 
 def test_resume_from_a_checkpoint_continues_exactly_as_the_uninterrupted_run(tiny_train, tmp_path):
-    config = RefreshConfig(every=1, scope="pool", scope_depth=5, full_every=3)
+    config = tiny_config(every=1, scope="pool", scope_depth=5, full_every=3)
     whole, encoder = _refresher(tiny_train, tmp_path, "a", config)
     for step in (1, 2, 3, 4):
         whole.refresh(step)
@@ -306,10 +312,10 @@ def test_scope_settings_are_checked(tiny_train):
 
 
 def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot(tiny_train, tmp_path):
-    config = RefreshConfig(every=1, asynchronous=True, scope="pool", scope_depth=5)
+    config = tiny_config(every=1, asynchronous=True, scope="pool", scope_depth=5)
     refresher, encoder = _refresher(tiny_train, tmp_path, "a", config, SnapshotEncoder())
     refresher.snapshot_dir = tmp_path / "snaps"
-    sync, _ = _refresher(tiny_train, tmp_path, "s", RefreshConfig(every=1, scope="pool", scope_depth=5),
+    sync, _ = _refresher(tiny_train, tmp_path, "s", tiny_config(every=1, scope="pool", scope_depth=5),
                          DriftingEncoder())
     encoder.forget_key()  # the weights the snapshot is taken from (a sync refresh forgets once too)
     refresher.start_async(step=2)
@@ -322,7 +328,7 @@ def test_async_pool_refresh_applies_what_a_sync_one_would_mine_from_the_snapshot
 
 
 def test_after_an_async_full_refresh_the_pool_falls_back_to_the_candidates(tiny_train, tmp_path):
-    config = RefreshConfig(every=1, asynchronous=True, scope="pool", scope_depth=5, full_every=1)
+    config = tiny_config(every=1, asynchronous=True, scope="pool", scope_depth=5, full_every=1)
     refresher, encoder = _refresher(tiny_train, tmp_path, "a", config, SnapshotEncoder(), run_dir=True)
     refresher.snapshot_dir = tmp_path / "snaps"
     assert refresher.stale_documents is not None  # the first mining ran here, into the run directory
@@ -331,3 +337,21 @@ def test_after_an_async_full_refresh_the_pool_falls_back_to_the_candidates(tiny_
     assert entry["scope"] == "full"
     assert refresher.stale_documents is None  # not this process's files: no stale index to search
     assert refresher.scope_candidates is not None  # the next pool comes from the worker's candidates
+
+
+def test_a_pool_over_pool_at_most_of_the_corpus_is_refreshed_in_full(tiny_train, tmp_path):
+    """Past ``pool_at_most`` of the corpus (default: half) a pool refresh is full instead: it costs about as
+    much and renews the pool. At the bound itself it stays a pool."""
+    wide, _ = _refresher(tiny_train, tmp_path, "wide", RefreshConfig(every=1, scope="pool", scope_depth=30))
+    assert len(_pool_rows(wide)) > 0.5 * len(tiny_train.corpus)  # every query's 30 nearest: most of 210
+    entry = wide.refresh(step=1)
+    assert entry["scope"] == "full" and entry["documents_encoded"] == len(tiny_train.corpus)
+    probe, _ = _refresher(tiny_train, tmp_path, "probe", RefreshConfig(every=1, scope="pool", scope_depth=2))
+    share = len(_pool_rows(probe)) / len(tiny_train.corpus)
+    for bound, scope in ((share, "pool"), (share - 1 / len(tiny_train.corpus), "full")):
+        refresher, _ = _refresher(tiny_train, tmp_path, f"at-{bound}", RefreshConfig(
+            every=1, scope="pool", scope_depth=2, pool_at_most=bound))
+        assert refresher.refresh(step=1)["scope"] == scope, bound
+    for bad in (0.0, 1.5):
+        with pytest.raises(HardnegError, match="pool_at_most is a share of the corpus"):
+            RefreshConfig(pool_at_most=bad)

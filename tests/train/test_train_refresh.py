@@ -130,7 +130,7 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     initial = [list(n) for n in pool.negatives]
     steps = Steps()
     result = train(model, pool, tmp_path / "out", config, miner=miner, data=tiny_train,
-                   refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool"), dev_data=tiny_dev,
+                   refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool", pool_at_most=1.0), dev_data=tiny_dev,
                    callbacks=[steps], show_progress=False)
     assert steps.steps == [1, 2, 3, 4, 5, 6] and result.steps == 6
     refreshes = [e for e in result.history if e["kind"] == "refresh"]
@@ -155,7 +155,7 @@ def test_tiny_training_with_two_refreshes_then_resume(tmp_path, tiny_train, tiny
     model2, miner2, pool2 = setup()
     steps2 = Steps()
     resumed = train(model2, pool2, tmp_path / "out", config, miner=miner2, data=tiny_train,
-                    refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool"), dev_data=tiny_dev,
+                    refresh=RefreshConfig(every=2, dev_max_queries=10, scope="pool", pool_at_most=1.0), dev_data=tiny_dev,
                     callbacks=[steps2],
                     resume_from_checkpoint=ckpt, show_progress=False)
     assert steps2.steps == [5, 6] and resumed.steps == 6

@@ -134,7 +134,8 @@ def _add_refresh_args(p: argparse.ArgumentParser) -> None:
                    help="pool: re-mine only the queries of the batches before the next refresh, among their "
                    "--refresh-scope-depth nearest documents in the last full mining's embeddings (found with the "
                    "current weights' query embeddings; an asynchronous refresh uses that mining's candidates) plus "
-                   "their positives; only those are re-encoded. full: every query on the whole corpus (default: "
+                   "their positives; only those are re-encoded (a pool of over half the corpus: a full refresh "
+                   "instead). full: every query on the whole corpus (default: "
                    f"{default.scope}; as good as full on debian-desc, at a quarter of its seconds: README)")
     r.add_argument("--refresh-scope-depth", type=int, default=default.scope_depth, metavar="D",
                    help=f"pool scope: documents per query that join the pool (default: {DEFAULT_SCOPE_DEPTH}, or "

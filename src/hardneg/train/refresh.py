@@ -86,6 +86,9 @@ class RefreshConfig:
             pool (at most the miner's depth); None: 30, or the miner's depth when smaller.
         full_every: pool scope: every ``full_every``-th refresh is full (and renews the pool);
             None: only when no pool is known yet.
+        pool_at_most: pool scope: a pool of more than this share of the corpus is refreshed in full
+            instead (it would cost about as much, and a full refresh also renews the pool and runs the
+            dev evaluation): small corpora, or many queries per refresh.
     """
 
     every: int | None = None
@@ -96,12 +99,15 @@ class RefreshConfig:
     scope: str = "pool"
     scope_depth: int | None = None
     full_every: int | None = 4
+    pool_at_most: float = 0.5
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise HardnegError(f"refresh scope must be one of {', '.join(SCOPES)}; got {self.scope!r}.")
         if self.scope_depth is not None and self.scope_depth < 1:
             raise HardnegError(f"refresh scope depth must be at least 1, got {self.scope_depth}.")
+        if not 0 < self.pool_at_most <= 1:
+            raise HardnegError(f"pool_at_most is a share of the corpus in (0, 1], got {self.pool_at_most}.")
         if self.full_every is not None and self.full_every < 1:
             raise HardnegError(f"full_every must be at least 1 refresh (or None: never), got {self.full_every}.")
         if self.every is not None and self.every < 1:
@@ -217,6 +223,15 @@ class Refresher:
             queries = np.unique(rows[rows >= 0]).astype(np.int64)
             if not len(queries):  # nothing planned ahead (cannot happen mid-training): mine every query
                 queries = None
+        scope = self._pool(queries)
+        if len(scope.documents) > self.config.pool_at_most * len(self.data.corpus):
+            logger.info("refresh %d: the pool holds %d of %d documents; refreshing in full instead",
+                        self.refreshes_started, len(scope.documents), len(self.data.corpus))
+            return None
+        return scope
+
+    def _pool(self, queries: np.ndarray | None) -> Scope:
+        """The documents whose selection can change for ``queries`` (None: every query)."""
         rows = range(len(self.data.queries)) if queries is None else queries.tolist()
         positives, depth = [self.data.positives[q] for q in rows], self.scope_depth
         if self.stale_documents is not None:  # where the current model puts these queries, in the stale index
