@@ -285,8 +285,8 @@ class Refresher:
     def refresh(self, step: int) -> dict[str, Any]:
         """Re-mine, measure staleness, swap the negatives, evaluate on dev; returns the log entry."""
         self._check_can_refresh()
+        t0 = time.perf_counter()  # finding a pool (embedding its queries, searching the stale index) counts
         scope = self._next_scope()
-        t0 = time.perf_counter()
         self._forget_weights()
         result = self._mine(self.miner, scope)
         t_mine = time.perf_counter() - t0
@@ -341,8 +341,8 @@ class Refresher:
         if snapshot is None or self.snapshot_dir is None:
             raise HardnegError("An asynchronous refresh needs an encoder with snapshot() (SentenceTransformerEncoder) "
                                "and a snapshot directory (pass log_path or snapshot_dir).")
-        scope = self._next_scope(intervals=2)  # applied up to one period late, then used for one more
         t0 = time.perf_counter()
+        scope = self._next_scope(intervals=2)  # applied up to one period late, then used for one more
         folder = self.snapshot_dir / f"step-{step}"
         shutil.rmtree(folder, ignore_errors=True)
         worker_dense = copy.copy(self.dense)
