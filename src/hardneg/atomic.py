@@ -27,7 +27,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -41,7 +41,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _writer() -> str:
+def writer_tag() -> str:
+    """``<host>-<pid>`` of this process: marks the temporary files and folders it owns."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -51,12 +52,13 @@ def _remove_stale_temp_files(path: Path) -> None:
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         writer = tmp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 1)[0]  # "<host>-<pid>"
         owner, _, pid = writer.rpartition("-")
-        if owner != host or not pid.isdigit() or _alive(int(pid)):
+        if owner != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -63,3 +63,32 @@ def test_a_score_job_names_its_cross_encoder_folder(tiny_models):
     assert job.model_dir() == tiny_models[1]
     assert job.loading_from("/elsewhere").scorer._model_arg == "/elsewhere"
     assert job.loading_from("/elsewhere").scorer.key() == job.scorer.key()
+
+
+def test_folders_of_a_gone_process_on_this_host_are_removed_and_no_others(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from hardneg.execute.model_files import remove_orphaned
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = tmp_path / f"hardneg-model-{host}-{int(gone.stdout)}.ab12cd"  # its worker was killed
+    mine = tmp_path / f"hardneg-model-{host}-{os.getpid()}.ef34gh"
+    elsewhere = tmp_path / f"hardneg-model-another.host-{int(gone.stdout)}.ij56kl"
+    for folder in (dead, mine, elsewhere):
+        (folder / "sub").mkdir(parents=True)
+    assert remove_orphaned(tmp_path) == [dead]
+    assert not dead.exists() and mine.exists() and elsewhere.exists()
+
+
+def test_an_unpacked_folder_names_its_process(tmp_path):
+    import os
+    import socket
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "a.txt").write_text("a")
+    folder = unpack_directory(pack_directory(tmp_path / "model"), tmp_path / "unpacked")
+    assert folder.name.startswith(f"hardneg-model-{socket.gethostname()}-{os.getpid()}.")

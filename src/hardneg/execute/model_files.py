@@ -10,11 +10,16 @@ and loads the job from there (``job.loading_from(folder)``).
 from __future__ import annotations
 
 import io
+import shutil
+import socket
 import tarfile
 import tempfile
 from pathlib import Path
 
+from hardneg.atomic import process_alive, writer_tag
 from hardneg.errors import HardnegError
+
+PREFIX = "hardneg-model-"
 
 
 def pack_directory(folder: str | Path) -> bytes:
@@ -33,10 +38,23 @@ def pack_directory(folder: str | Path) -> bytes:
 
 def unpack_directory(blob: bytes, parent: str | Path | None = None) -> Path:
     """A new folder (under ``parent``, default the system's temporary directory) holding the files of
-    :func:`pack_directory`'s ``blob``; names that would leave the folder are refused."""
+    :func:`pack_directory`'s ``blob``; names that would leave the folder are refused. The folder's name
+    carries this process (``hardneg-model-<host>-<pid>.XXXX``), for :func:`remove_orphaned`."""
     if parent is not None:
         Path(parent).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="hardneg-model-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{writer_tag()}.", dir=parent))
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
         tar.extractall(folder, filter="data")
     return folder
+
+
+def remove_orphaned(parent: str | Path | None = None) -> list[Path]:
+    """Remove the unpacked model folders under ``parent`` (default: the temporary directory) whose process, on
+    this host, is gone: what a killed worker left. Returns them."""
+    host, removed = socket.gethostname(), []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        owner, _, pid = folder.name[len(PREFIX):].rpartition(".")[0].rpartition("-")
+        if folder.is_dir() and owner == host and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

@@ -51,8 +51,11 @@ class ShardWorker:
     KEEP = 2
 
     def __init__(self) -> None:
+        from hardneg.execute.model_files import remove_orphaned
+
         self.loaded: dict[str, Any] = {}
         self.unpacked: dict[str, str] = {}  # job -> the folder its shipped model was unpacked into
+        remove_orphaned()  # what actors of a failed or abandoned run on this node left behind
 
     def run(self, job_key: str, job, number: int, payload: Any, shipped: list | None = None) -> tuple[int, np.ndarray]:
         """Shard ``number`` of ``job``; ``shipped``: ``[ObjectRef]`` of the job's model folder, packed (in a list,
