@@ -138,9 +138,9 @@ class PairsBuilder:
         """The corpus row of each positive text read, and the corpus with the unmatched texts appended."""
         rows = np.full(len(self.cells), -1, np.int64)
         if self.corpus is not None:
-            rows = _rows_in(self.corpus.passages, self.cells)
+            rows = self.corpus.passages.rows_of(self.cells)
             unmatched = np.flatnonzero(rows < 0)
-            rows[unmatched] = _rows_in(self.corpus.texts, [self.cells[i] for i in unmatched])
+            rows[unmatched] = self.corpus.texts.rows_of([self.cells[i] for i in unmatched])
         new = np.flatnonzero(rows < 0)
         before = len(self.corpus) if self.corpus is not None else 0
         rows[new] = before + np.arange(len(new))
@@ -167,17 +167,6 @@ class PairsBuilder:
                 f"{dropped} quer{'y' if dropped == 1 else 'ies'} left without a positive and not loaded"
             )
         logger.warning("%s. Fill in or remove those rows.", "; ".join(parts))
-
-
-def _rows_in(column: TextColumn, texts: Sequence[str]) -> np.ndarray:
-    """The first row of ``column`` equal to each of ``texts`` (``int64``; -1 where none is)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    wanted = pa.array([text.encode("utf-8", "surrogatepass") for text in texts], pa.large_binary())
-    found = pc.index_in(wanted, value_set=column.to_arrow()).fill_null(-1).to_numpy(zero_copy_only=False)
-    pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the hash table's pages
-    return found.astype(np.int64)
 
 
 def _fresh_ids(corpus: Corpus | None, count: int) -> list[str]:

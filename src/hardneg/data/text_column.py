@@ -157,6 +157,17 @@ class TextColumn(Sequence[str]):
         """The file this column is memory-mapped from, or None when it lives in memory."""
         return self._path
 
+    def rows_of(self, texts: Sequence[str]) -> np.ndarray:
+        """The first row holding each of ``texts`` (``int64``; -1 where none does), found by Arrow over the
+        stored bytes: no Python dict of the column is built."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array([text.encode("utf-8", "surrogatepass") for text in texts], pa.large_binary())
+        found = pc.index_in(wanted, value_set=self.to_arrow()).fill_null(-1).to_numpy(zero_copy_only=False)
+        pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the hash table's pages
+        return found.astype(np.int64)
+
     def all_empty(self) -> bool:
         """True when every text is ``""`` (the buffer holds no bytes), without decoding any."""
         return int(self._offsets[-1]) == int(self._offsets[0])

@@ -137,12 +137,7 @@ class Corpus:
         Looked up by Arrow over the id column's bytes, so a big corpus needs no Python dict of its ids
         (:attr:`row_of` builds one, for lookups one id at a time).
         """
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        wanted = pa.array([doc_id.encode("utf-8", "surrogatepass") for doc_id in doc_ids], pa.large_binary())
-        found = pc.index_in(wanted, value_set=self.ids.to_arrow())
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self.ids.rows_of(doc_ids)
 
     @cached_property
     def passages(self) -> TextColumn:
