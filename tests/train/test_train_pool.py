@@ -59,11 +59,11 @@ def test_a_negative_equal_to_its_own_positive_is_refused():
 
 def test_overlap_at_k_by_hand():
     passages = ["p0", "p1", "p2", "p3", "p4", "p5", "P1 "]  # row 6 is row 1's text again
-    top = top_k_keys(np.array([[1, 2, 3], [4, 5, -1], [0, 2, 3]], np.int32), passages)
+    top = top_k_keys(np.array([[1, 2, 3], [4, 5, -1], [0, 2, 3]], np.int32), text_keys(passages))
     assert [len(keys) for keys in top] == [3, 2, 3]  # the empty slot is left out
     in_use = [text_keys(["p1", "p0"]), text_keys(["P5"]), np.empty(0, np.int64)]
     assert overlap_at_k(in_use, top) == pytest.approx((0.5 + 1.0) / 2)
-    assert overlap_at_k([text_keys(["p1"])], top_k_keys(np.array([[6, -1]]), passages)) == 1.0  # same text, other row
+    assert overlap_at_k([text_keys(["p1"])], top_k_keys(np.array([[6, -1]]), text_keys(passages))) == 1.0  # same text, other row
     assert np.isnan(overlap_at_k([np.empty(0, np.int64)], top[:1]))
 
 

@@ -307,7 +307,7 @@ class Refresher:
         if scope is None:
             self._renew_scope(result.candidates, in_process)
         mined = range(len(self.data.queries)) if scope is None or scope.queries is None else scope.queries
-        top = top_k_keys(result.candidates.doc_ids[:, : self.config.staleness_k], self.data.corpus.passages)
+        top = top_k_keys(result.candidates.doc_ids[:, : self.config.staleness_k], self.data.corpus.passage_keys)
         overlap = overlap_at_k(self._in_use_keys(mined), top)  # candidate rows follow the queries mined
         new = full_rows_as_texts(result.selection, self.data.corpus.passages, self.pool.num_negatives)
         queries_in_pool = set(self.pool.query_rows.tolist()) - {-1}

@@ -8,12 +8,9 @@ every passage of the corpus to its row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from hardneg.candidates import EMPTY
-from hardneg.text import text_keys
 
 
 def overlap_at_k(in_use: list[np.ndarray], top: list[np.ndarray]) -> float:
@@ -32,6 +29,7 @@ def overlap_at_k(in_use: list[np.ndarray], top: list[np.ndarray]) -> float:
     return float(np.mean(fractions)) if fractions else float("nan")
 
 
-def top_k_keys(doc_ids: np.ndarray, passages: Sequence[str]) -> list[np.ndarray]:
-    """Per query, the text keys of its candidates' passages (empty slots left out)."""
-    return [text_keys([passages[d] for d in row if d != EMPTY]) for row in doc_ids.tolist()]
+def top_k_keys(doc_ids: np.ndarray, passage_keys: np.ndarray) -> list[np.ndarray]:
+    """Per query, the text keys of its candidates (empty slots left out), read from the corpus's
+    :attr:`~hardneg.data.Corpus.passage_keys` (hashed once per corpus, not once per refresh)."""
+    return [passage_keys[row[row != EMPTY]] for row in np.asarray(doc_ids, np.int64)]
