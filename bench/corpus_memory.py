@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from peak_rss import reset_peak, status_mb  # bench/, first on the path when this script runs
+from peak_rss import reset_peak, run_with_src, status_mb  # bench/, first on the path when this script runs
 
 VARIANTS = ("before", "after", "mapped", "datasets")
 RANDOM_READS = 100_000
@@ -118,12 +115,7 @@ def _datasets_child(folder: Path) -> dict:
 
 
 def run_child(variant: str, folder: Path, src: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).parent}"}
-    proc = subprocess.run([sys.executable, __file__, "--child", variant, str(folder)], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"variant": variant, "error": proc.stderr[-2000:]}
-    return {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {"variant": variant, **run_with_src(__file__, src, variant, str(folder))}
 
 
 def main() -> None:

@@ -20,13 +20,10 @@ import argparse
 import gc
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from peak_rss import reset_peak, status_mb  # bench/, first on the path when this script runs
+from peak_rss import reset_peak, run_with_src, status_mb  # bench/, first on the path when this script runs
 
 
 def write_pairs(folder: Path, count: int) -> Path:
@@ -66,12 +63,7 @@ def child(pairs: Path, corpus: Path) -> dict:
 
 
 def run_child(variant: str, src: Path, pairs: Path, corpus: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).parent}"}
-    proc = subprocess.run([sys.executable, __file__, "--child", str(pairs), str(corpus)], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"variant": variant, "error": proc.stderr[-2000:]}
-    return {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {"variant": variant, **run_with_src(__file__, src, str(pairs), str(corpus))}
 
 
 def main() -> None:

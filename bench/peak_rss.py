@@ -4,14 +4,17 @@ One copy for ``bench/memory.py`` and ``tests/test_memory.py``: the child's peak 
 ``ru_maxrss`` (``os.wait4``); while it runs, ``/proc/PID/status``'s ``VmHWM`` is polled so a
 child that passes a bound is stopped early instead of pushing the machine into swap.
 Also the per-stage readings the other memory benches take of their own process:
-:func:`status_mb` (``VmRSS``, ``VmHWM``, ``RssAnon``...) and :func:`reset_peak`.
+:func:`status_mb` (``VmRSS``, ``VmHWM``, ``RssAnon``...) and :func:`reset_peak`; and
+:func:`run_with_src`, which runs a bench script's own child on another checkout's ``src``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -87,3 +90,13 @@ def run_watched(argv: list[str], log: Path, env: dict[str, str], stop_above_mb: 
             child.kill()
             stopped = True
         time.sleep(0.2)
+
+
+def run_with_src(script: str, src: Path, *child_args: str) -> dict:
+    """Run ``script --child CHILD_ARGS`` in a new interpreter importing hardneg from ``src`` (one checkout
+    against another, each in its own process); its last stdout line parsed as JSON, or ``{"error": ...}``."""
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(script).parent}"}
+    proc = subprocess.run([sys.executable, script, "--child", *child_args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])

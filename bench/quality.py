@@ -204,7 +204,7 @@ def run_setting(name: str, seed: int, args, train, dev, test, second=None) -> di
         return dense if args.retriever == "dense" else HybridRetriever(BM25Retriever(), dense)
 
     def dense_miner(config):
-        return Miner(dense_retriever(), config, run_dir=run_dir, show_progress=False)
+        return Miner(dense_retriever(), config, depth=args.depth, run_dir=run_dir, show_progress=False)
 
     if name == "zero-shot":
         metrics = test_metrics(model, test, run_dir, args.max_length)
@@ -388,6 +388,8 @@ def main(argv=None) -> int:
                    "with random non-positive documents")
     p.add_argument("--range-min", type=int, default=0, help="skip the first N non-positive candidates (default 0)")
     p.add_argument("--range-max", type=int, help="consider only the first N non-positive candidates (default: all)")
+    p.add_argument("--depth", type=int,
+                   help="candidates mined per query by the dense settings (default: the Miner's, max(100, range-max + 10))")
     p.add_argument("--gist-temperature", type=float, default=0.01,
                    help="GIST softmax temperature (default 0.01; 0.05 matches MNRL's scale 20)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the training queries (default 1)")
@@ -464,6 +466,7 @@ def main(argv=None) -> int:
                            "num_negatives": args.num_negatives, "lr": args.lr, "scale": args.scale, "batching": args.batching,
                            "retriever": args.retriever, "sampling": args.sampling,
                            "range": [args.range_min, args.range_max], "margin": args.margin, "if_short": args.if_short,
+                           "depth": args.depth,
                            "epochs": args.epochs, "loss": "listwise-distill" if name == "teacher-distill" else args.loss,
                            "gist_temperature": args.gist_temperature if "gist" in args.loss else None,
                            "teacher": str(args.teacher) if name in TEACHER_SETTINGS else None,
