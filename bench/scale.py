@@ -23,6 +23,7 @@ words (bench/bm25_memory.py's generator), query q's positive is document
 
     .venv/bin/python bench/scale.py --docs 10000 100000 --queries 10000 100000 --json bench/out/scale/small.json
     .venv/bin/python bench/scale.py --docs 1000000 --queries 100000 --retrievers bm25 ivf
+    .venv/bin/python bench/scale.py --docs 8800000 --queries 100000 --retrievers ivf-pq --embedding-dtype float16
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def make_data(docs: int, queries: int) -> Path:
     return folder
 
 
-def run_one(retriever_name: str, folder: Path, run_dir: Path) -> dict:
+def run_one(retriever_name: str, folder: Path, run_dir: Path, embedding_dtype: str = "float32") -> dict:
     """One configuration, in this process: the stages, timed."""
     import hardneg
     from hardneg.retrieve import bm25 as bm25_module
@@ -151,7 +152,7 @@ def run_one(retriever_name: str, folder: Path, run_dir: Path) -> dict:
         retriever = hardneg.BM25Retriever()
     else:
         kind = "flat" if retriever_name == "exact" else retriever_name
-        retriever = hardneg.DenseRetriever(FakeEncoder(), hardneg.IndexConfig(kind=kind))
+        retriever = hardneg.DenseRetriever(FakeEncoder(), hardneg.IndexConfig(kind=kind), embedding_dtype=embedding_dtype)
     model_mb = status_mb("VmRSS")
     watch = Stopwatch()
     watch.begin("load")
@@ -192,20 +193,21 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def run_child(retriever_name: str, docs: int, queries: int) -> dict:
+def run_child(retriever_name: str, docs: int, queries: int, embedding_dtype: str = "float32") -> dict:
     import shutil
 
     folder = make_data(docs, queries)
     run_dir = OUT / f"run-{retriever_name}-{docs}-{queries}"
     shutil.rmtree(run_dir, ignore_errors=True)
     load_before, start = load_average(), time.time()
-    proc = subprocess.run([sys.executable, __file__, "--child", retriever_name, str(folder), str(run_dir)],
+    proc = subprocess.run([sys.executable, __file__, "--child", retriever_name, str(folder), str(run_dir),
+                           embedding_dtype],
                           capture_output=True, text=True)
     shutil.rmtree(run_dir, ignore_errors=True)
     if proc.returncode != 0:
         return {"retriever": retriever_name, "docs": docs, "queries": queries, "error": proc.stderr[-2000:]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"retriever": retriever_name, "docs": docs, "queries": queries, **result,
+    return {"retriever": retriever_name, "docs": docs, "queries": queries, "embedding_dtype": embedding_dtype, **result,
             "load_avg": [load_before, load_average()], "utc": time.strftime("%H:%M", time.gmtime(start))}
 
 
@@ -249,7 +251,9 @@ def main() -> None:
     parser.add_argument("--retrievers", nargs="+", default=RETRIEVERS, choices=RETRIEVERS)
     parser.add_argument("--json", type=Path, help="append each configuration's result to this JSON lines file")
     parser.add_argument("--table", type=Path, help="print the markdown table and growth of a --json file, run nothing")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--embedding-dtype", choices=("float32", "float16"), default="float32",
+                        help="how the dense retrievers store embeddings (default float32, as the rows in RESULTS)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.table:
         rows = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
@@ -257,13 +261,13 @@ def main() -> None:
         print(json.dumps(growth(rows), indent=1))
         return
     if args.child:
-        print(json.dumps(run_one(args.child[0], Path(args.child[1]), Path(args.child[2]))))
+        print(json.dumps(run_one(args.child[0], Path(args.child[1]), Path(args.child[2]), args.child[3])))
         return
     rows = []
     for docs in args.docs:
         for queries in args.queries:
             for name in args.retrievers:
-                row = run_child(name, docs, queries)
+                row = run_child(name, docs, queries, args.embedding_dtype)
                 rows.append(row)
                 if args.json:
                     with open(args.json, "a") as fh:
