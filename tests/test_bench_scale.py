@@ -47,3 +47,12 @@ def test_one_tiny_configuration_runs_every_stage(tmp_path, monkeypatch, retrieve
     assert result["rows"] > 0
     first = json.loads((tmp_path / "run" / "triplets.jsonl").read_text().splitlines()[0])
     assert set(first) == {"anchor", "positive", "negative"}
+
+
+def test_embedding_dtype_reaches_the_stored_embeddings(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "OUT", tmp_path)
+    folder = scale.make_data(300, 40)
+    scale.run_one("exact", folder, tmp_path / "run", "float16")
+    stored = sorted((tmp_path / "run" / "embeddings").glob("*.npy"))
+    assert len(stored) == 2  # documents and queries
+    assert {np.load(p, mmap_mode="r").dtype for p in stored} == {np.dtype(np.float16)}
