@@ -46,18 +46,21 @@ def writer_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def writer_gone(tag: str) -> bool:
+    """Whether ``tag`` (a :func:`writer_tag`) names a process of this host that no longer runs; a tag of
+    another host, or not a tag at all, is never taken for gone."""
+    owner, _, pid = tag.rpartition("-")
+    return owner == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 def _remove_stale_temp_files(path: Path) -> None:
     """Remove temporary files of ``path`` whose writer (a process on this host) is gone."""
-    host = socket.gethostname()
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        writer = tmp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 1)[0]  # "<host>-<pid>"
-        owner, _, pid = writer.rpartition("-")
-        if owner != host or not pid.isdigit() or process_alive(int(pid)):
-            continue
-        tmp.unlink(missing_ok=True)
+        if writer_gone(tmp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 1)[0]):  # "<host>-<pid>"
+            tmp.unlink(missing_ok=True)
 
 
-def process_alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     """Whether process ``pid`` of this host still runs."""
     try:
         os.kill(pid, 0)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import tarfile
 import tempfile
 from pathlib import Path
 
-from hardneg.atomic import process_alive, writer_tag
+from hardneg.atomic import writer_gone, writer_tag
 from hardneg.errors import HardnegError
 
 PREFIX = "hardneg-model-"
@@ -51,10 +50,9 @@ def unpack_directory(blob: bytes, parent: str | Path | None = None) -> Path:
 def remove_orphaned(parent: str | Path | None = None) -> list[Path]:
     """Remove the unpacked model folders under ``parent`` (default: the temporary directory) whose process, on
     this host, is gone: what a killed worker left. Returns them."""
-    host, removed = socket.gethostname(), []
+    removed = []
     for folder in Path(parent or tempfile.gettempdir()).glob(f"{PREFIX}*"):
-        owner, _, pid = folder.name[len(PREFIX):].rpartition(".")[0].rpartition("-")
-        if folder.is_dir() and owner == host and pid.isdigit() and not process_alive(int(pid)):
+        if folder.is_dir() and writer_gone(folder.name[len(PREFIX):].rpartition(".")[0]):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
