@@ -10,7 +10,9 @@ Stages: load, encode (dense: ``DenseRetriever.embed``), index (approximate dense
 ``build_index``; exact search builds none; BM25: ``BM25Retriever.index``, tokenising
 included), search (the rest
 of ``miner.candidates``: search, positives' scores, saving the candidates), select,
-export. encode / index / search are told apart by timing hardneg's own functions as
+export. An approximate index's row also keeps the mining report's ``search_quality`` (its
+recall against exact search on 1,000 sampled queries; the fake encoder's vectors are
+random, so it says little about a real corpus's). encode / index / search are told apart by timing hardneg's own functions as
 ``miner.candidates`` calls them (wrappers that only read the clock and the RSS high-water
 mark); CPU seconds (all threads) beside wall seconds, the steadier figure on a shared
 machine. Peak RSS per stage: the process's high-water mark (VmHWM), reset when the stage
@@ -171,7 +173,8 @@ def run_one(retriever_name: str, folder: Path, run_dir: Path, embedding_dtype: s
     watch.begin(None)
     return {"model_mb": round(model_mb), "seconds": {k: round(v, 2) for k, v in watch.seconds.items()},
             "cpu_seconds": {k: round(v, 2) for k, v in watch.cpu.items()},
-            "peak_mb": {k: round(v) for k, v in watch.peak.items()}, "rows": len(selection.query_rows)}
+            "peak_mb": {k: round(v) for k, v in watch.peak.items()}, "rows": len(selection.query_rows),
+            "search_quality": dict(candidates.search_quality)}
 
 
 def _import_libraries() -> None:

@@ -47,6 +47,16 @@ def test_one_tiny_configuration_runs_every_stage(tmp_path, monkeypatch, retrieve
     assert result["rows"] > 0
     first = json.loads((tmp_path / "run" / "triplets.jsonl").read_text().splitlines()[0])
     assert set(first) == {"anchor", "positive", "negative"}
+    assert result["search_quality"] == {}  # exact search and BM25 have no recall to report
+
+
+def test_an_approximate_index_row_keeps_its_recall_against_exact(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "OUT", tmp_path)
+    folder = scale.make_data(300, 40)
+    result = scale.run_one("ivf", folder, tmp_path / "run")
+    quality = result["search_quality"]
+    assert (quality["index"], quality["queries"]) == ("ivf", 40)  # every query sampled: fewer than 1,000
+    assert 0 < quality["recall_vs_exact"] <= 1
 
 
 def test_embedding_dtype_reaches_the_stored_embeddings(tmp_path, monkeypatch):
