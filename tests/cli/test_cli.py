@@ -249,9 +249,10 @@ def test_dense_scale_flags_build_the_retriever_they_name(tiny_dir, tmp_path, fak
         return build_retriever(args, encoder=fake_encoder)
 
     dense = built("--retriever", "dense", "--index", "ivf-pq", "--nlist", "7", "--nprobe", "3", "--pq-m", "8",
-                  "--index-sample", "900", "--recall-queries", "50", "--embedding-dtype", "float16",
-                  "--memory-budget", "2GB")
-    assert dense.index == IndexConfig(kind="ivf-pq", nlist=7, nprobe=3, pq_m=8, train_sample=900, recall_queries=50)
+                  "--index-sample", "900", "--refine-factor", "3", "--recall-queries", "50",
+                  "--embedding-dtype", "float16", "--memory-budget", "2GB")
+    assert dense.index == IndexConfig(kind="ivf-pq", nlist=7, nprobe=3, pq_m=8, train_sample=900, refine_factor=3,
+                                      recall_queries=50)
     assert dense.embedding_dtype == "float16" and dense.memory_budget == 2 * 10**9
     plain = built("--retriever", "dense")
     assert plain.index == IndexConfig() and plain.embedding_dtype == "float32" and plain.memory_budget is None

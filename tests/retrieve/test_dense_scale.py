@@ -13,7 +13,7 @@ from hardneg.retrieve.dense import DenseRetriever
 from hardneg.retrieve.exact import exact_scores
 from hardneg.retrieve.memory_plan import BlockPlan, block_plan, default_doc_shard, parse_bytes
 from hardneg.retrieve.recall import recall_against_exact, sample_queries
-from hardneg.retrieve.search import IndexConfig, default_pq_m, training_rows
+from hardneg.retrieve.search import IndexConfig, default_nlist, default_pq_m, training_rows
 from hardneg.store import RunDir
 
 
@@ -104,7 +104,7 @@ def test_the_report_states_the_recall_of_an_approximate_index_against_exact_nump
     from hardneg.mine import Miner
 
     data, encoder = table_data()
-    index = IndexConfig(kind=kind, nlist=8, nprobe=1, pq_m=4, recall_queries=15)
+    index = IndexConfig(kind=kind, nlist=8, nprobe=1, pq_m=4, refine_factor=1, recall_queries=15)
     result = Miner(DenseRetriever(encoder, index), depth=10, run_dir=tmp_path / "run", show_progress=False).mine(data)
     rows = sample_queries(len(data.queries), 15)
     truth = reference_top_k(encoder.docs, encoder.queries[rows], 10)
@@ -120,6 +120,25 @@ def test_the_report_states_the_recall_of_an_approximate_index_against_exact_nump
     again = Miner(DenseRetriever(encoder, index), depth=10, run_dir=tmp_path / "run", show_progress=False).mine(data)
     assert again.reused_candidates and again.report.search_quality == quality
     assert f"{kind}: recall@10 against exact search" in again.report.format_table()
+
+
+def test_an_approximate_index_finds_refine_factor_times_depth_and_keeps_the_exactly_best():
+    from hardneg.retrieve.search import build_index, search
+
+    data, encoder = table_data()
+    recalls = []
+    truth = reference_top_k(encoder.docs, encoder.queries, 10)
+    for factor in (1, 4):
+        index = IndexConfig(kind="ivf-pq", nlist=8, nprobe=2, pq_m=2, refine_factor=factor)
+        cands = DenseRetriever(encoder, index).retrieve(data, 10, show_progress=False)
+        # by hand: FAISS's 10 x factor candidates, scored by the exact kernel, the best 10 by (score desc, row asc)
+        found, _ = search(build_index(encoder.docs, index), encoder.queries, 10 * factor, show_progress=False)
+        scores = exact_scores(encoder.queries, encoder.docs, found)
+        order = np.lexsort((found, -scores), axis=1)[:, :10]
+        np.testing.assert_array_equal(cands.doc_ids, np.take_along_axis(found, order, 1))
+        recalls.append(np.mean([len(set(c) & set(t)) / 10 for c, t in zip(cands.doc_ids.tolist(), truth.tolist())]))
+    # 2-byte codes misorder close documents: asking for 4x as many and rescoring finds more of the true top 10
+    assert recalls[1] > recalls[0]
 
 
 def test_exact_search_reports_no_recall(tmp_path):
@@ -158,6 +177,22 @@ def test_a_small_pq_training_set_is_reported_once_by_hardneg_not_per_sub_quantis
     caplog.clear()
     build_index(np.tile(docs, (17, 1)), IndexConfig(kind="ivf-pq", nlist=4, pq_m=12))  # 10,200 documents
     assert not caplog.records
+
+
+def test_default_nlist_is_4_sqrt_n_until_it_reaches_the_cap():
+    # 4 sqrt(N), but at least 39 documents a cell and never more than 4,096 cells
+    assert [default_nlist(n) for n in (10, 10_000, 100_000, 1_000_000)] == [1, 256, 1264, 4000]
+    assert default_nlist(1_048_576) == 4096 == default_nlist(8_800_000) == default_nlist(100_000_000)
+
+
+def test_the_default_nlist_is_what_an_ivf_index_gets(monkeypatch):
+    from hardneg.retrieve import search as search_module
+
+    docs = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
+    assert search_module.build_index(docs, IndexConfig(kind="ivf")).nlist == 51  # 2,000 // 39 (4 sqrt: 178)
+    monkeypatch.setattr(search_module, "NLIST_CAP", 16)
+    assert search_module.build_index(docs, IndexConfig(kind="ivf")).nlist == 16
+    assert search_module.build_index(docs, IndexConfig(kind="ivf", nlist=30)).nlist == 30  # asked for: no cap
 
 
 def test_default_pq_m_and_the_training_sample():

@@ -40,7 +40,7 @@ MINIMUM = {
     "staleness_k": 1, "dev_max_queries": 1, "negatives_per_query": 1, "in_batch_negatives": 0, "eval_depth": 1,
     "eval_max_queries": 0, "distill_weight": 0, "warmup_ratio": 0, "chunk_tokens": 0,
     "workers": 1, "gpus_per_worker": 0,
-    "nlist": 1, "nprobe": 1, "pq_m": 1, "index_sample": 1, "recall_queries": 1,
+    "nlist": 1, "nprobe": 1, "pq_m": 1, "index_sample": 1, "refine_factor": 1, "recall_queries": 1,
 }
 
 
@@ -125,12 +125,14 @@ def add_retriever_args(p: argparse.ArgumentParser, *, trains_model: bool = False
     g.add_argument("--index", choices=INDEX_KINDS, default="flat",
                    help="FAISS index: flat is exact; hnsw, ivf and the compressed ivf-pq / ivf-sq8 (for 10 M+ "
                    "documents) are approximate, their recall against exact reported (default: flat)")
-    g.add_argument("--nlist", type=int, help="IVF cells (default: 4 * sqrt(documents), at most documents / 39)")
+    g.add_argument("--nlist", type=int, help="IVF cells (default: 4 * sqrt(documents), at most documents / 39 and 4096)")
     g.add_argument("--nprobe", type=int, default=32, help="IVF cells searched per query (default: 32)")
     g.add_argument("--pq-m", type=int, help="ivf-pq bytes per document; must divide the embedding width "
                    "(default: width / 8, e.g. 48 for 384)")
     g.add_argument("--index-sample", type=int,
                    help="documents the IVF kinds train on (default: max(39 * nlist, 50000), at most all)")
+    g.add_argument("--refine-factor", type=int, default=2,
+                   help="an approximate index finds this many times the depth; exact scores keep the best (default: 2)")
     g.add_argument("--recall-queries", type=int, default=1000,
                    help="queries sampled to measure an approximate index's recall against exact (default: 1000)")
     g.add_argument("--embedding-dtype", choices=EMBEDDING_DTYPES, default="float32",
@@ -281,7 +283,8 @@ def build_retriever(args, encoder=None, executor=None):
         )
     bm25 = BM25Config(stemmer=none(args.stemmer), stopwords=none(args.stopwords))
     index = IndexConfig(kind=args.index, nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m,
-                        train_sample=args.index_sample, recall_queries=args.recall_queries)
+                        train_sample=args.index_sample, refine_factor=args.refine_factor,
+                        recall_queries=args.recall_queries)
     return build(RetrieverSpec(kind, bm25=bm25, encoder=encoder, index=index, fusion=args.fusion,
                                embedding_dtype=args.embedding_dtype, memory_budget=args.memory_budget,
                                executor=executor))

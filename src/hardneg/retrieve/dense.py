@@ -110,7 +110,8 @@ class DenseRetriever:
         """Candidates from embeddings already computed (``[n_queries, dim]``, ``[n_docs, dim]``; a memmap too).
 
         Exact (``flat``) search runs over document shards; an approximate index's candidates
-        are scored again by the same fixed kernel, and their recall against exact search,
+        (``refine_factor x depth`` of them) are scored again by the same fixed kernel and cut to
+        the best ``depth``, and their recall against exact search,
         on a sample of queries, goes into ``search_quality``. Either way the scores are
         :func:`~hardneg.retrieve.exact.exact_scores`, whatever the shards.
         """
@@ -123,9 +124,10 @@ class DenseRetriever:
             doc_ids, scores = search_sharded(docs, queries, depth, shard_size=plan.doc_shard,
                                              block_size=plan.query_block, show_progress=show_progress)
         else:
-            found, _ = search(build_index(docs, self.index), queries, depth, block_size=plan.query_block,
-                              show_progress=show_progress)
+            found, _ = search(build_index(docs, self.index), queries, depth * self.index.refine_factor,
+                              block_size=plan.query_block, show_progress=show_progress)
             doc_ids, scores = order_by_score_then_id(found, exact_scores(queries, docs, found))
+            doc_ids, scores = doc_ids[:, :depth], scores[:, :depth]  # the best of the refined candidates
             quality = measure_recall(self.index.kind, docs, queries, doc_ids, sample=self.index.recall_queries,
                                      shard_size=plan.doc_shard, block_size=plan.query_block)
             logger.info("%s recall@%d against exact search: %.4f (%d sampled queries)", self.index.kind, depth,
