@@ -31,6 +31,10 @@ def namespace_problem() -> str | None:
     return None if probe.returncode == 0 else f"unshare -n failed: {probe.stderr.strip()}"
 
 
+# All scenarios take ~75 s on 2 quiet cores; 900 s ran out while two training runs shared them (session 24)
+SCENARIOS_TIMEOUT_S = 2400
+
+
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory, minilm_path, tiny_model):
     """Run every Ray scenario once (one Ray cluster for the module); the results and the folder they wrote."""
@@ -41,8 +45,14 @@ def scenarios(tmp_path_factory, minilm_path, tiny_model):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
     script = f"ip link set lo up && exec {sys.executable} {HERE / 'ray_scenarios.py'} {out} {minilm_path} {tiny_model}"
-    done = subprocess.run(["unshare", "-n", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
     results_file = out / "results.json"
+    try:
+        done = subprocess.run(["unshare", "-n", "sh", "-c", script], env=env, capture_output=True, text=True,
+                              timeout=SCENARIOS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        finished = json.loads(results_file.read_text()) if results_file.exists() else {}
+        pytest.fail(f"the Ray scenarios ran past {SCENARIOS_TIMEOUT_S} s; finished (seconds): "
+                    f"{ {name: r['seconds'] for name, r in finished.items()} }")
     if not results_file.exists():
         pytest.fail(f"the Ray scenarios wrote no results (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(results_file.read_text()), out
