@@ -27,6 +27,7 @@ import json
 import time
 
 import numpy as np
+from ivf_quantizer import cpu_seconds  # bench/, first on the path when this script runs
 
 RULES = {
     "4 sqrt(N)": lambda n: max(1, min(int(4 * np.sqrt(n)), n // 39)),
@@ -62,33 +63,25 @@ def blended(real: np.ndarray, near: np.ndarray, n: int, noise: float, seed: int)
     return out
 
 
-def cpu(fn):
-    t0 = time.process_time()
-    out = fn()
-    return time.process_time() - t0, out
-
-
-def measure(docs: np.ndarray, queries: np.ndarray, nlist: int | None, recall_queries: int,
+def measure(docs: np.ndarray, queries: np.ndarray, nlist: int | None, exact: np.ndarray,
             fetch: tuple[int, ...]) -> list[dict]:
     """One index, searched for ``100 * f`` candidates per query for each ``f`` in ``fetch``, each list
-    rescored exactly and cut to its best 100 (hardneg rescores an approximate index's candidates)."""
+    rescored exactly and cut to its best 100 (hardneg rescores an approximate index's candidates);
+    recall against ``exact``, the true top 100 of the first ``len(exact)`` queries."""
     from hardneg.retrieve.exact import exact_scores, order_by_score_then_id
     from hardneg.retrieve.recall import recall_against_exact
     from hardneg.retrieve.search import IndexConfig, build_index, search
-    from hardneg.retrieve.sharded_search import search_sharded
 
-    config = IndexConfig(kind="ivf-pq", nlist=nlist)
-    index_s, index = cpu(lambda: build_index(docs, config))
-    exact, _ = search_sharded(docs, queries[:recall_queries].astype(np.float32), 100, shard_size=262_144,
-                              block_size=1024, show_progress=False)
+    index_s, index = cpu_seconds(lambda: build_index(docs, IndexConfig(kind="ivf-pq", nlist=nlist)))
     rows = []
     for f in fetch:
-        search_s, (found, _) = cpu(lambda f=f: search(index, queries, 100 * f, show_progress=False))
-        rescore_s, (best, _) = cpu(lambda found=found: order_by_score_then_id(found, exact_scores(queries, docs, found)))
+        search_s, (found, _) = cpu_seconds(lambda f=f: search(index, queries, 100 * f, show_progress=False))
+        rescore_s, (best, _) = cpu_seconds(
+            lambda found=found: order_by_score_then_id(found, exact_scores(queries, docs, found)))
         rows.append({"nlist": int(index.nlist), "fetch": f, "index_cpu_s": round(index_s, 1),
                      "search_cpu_s": round(search_s, 1), "rescore_cpu_s": round(rescore_s, 1),
                      "search_ms_per_query": round(1000 * (search_s + rescore_s) / len(queries), 3),
-                     "recall_at_100": round(recall_against_exact(best[:recall_queries, :100], exact), 4)})
+                     "recall_at_100": round(recall_against_exact(best[: len(exact), :100], exact), 4)})
     return rows
 
 
@@ -104,6 +97,8 @@ def main() -> None:
                         help="search 100 x this many candidates, rescore them exactly, keep the best 100")
     parser.add_argument("--json", help="append one JSON line per (size, rule) here")
     args = parser.parse_args()
+    from hardneg.retrieve.sharded_search import search_sharded
+
     real = np.load(args.embeddings).astype(np.float32)
     near = neighbours(real, args.neighbours)
     queries = blended(real, near, args.queries, args.noise, seed=1)
@@ -114,10 +109,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in args.docs:
         docs = blended(real, near, n, args.noise, seed=0)
+        exact, _ = search_sharded(docs, queries[: args.recall_queries].astype(np.float32), 100, shard_size=262_144,
+                                  block_size=1024, show_progress=False)  # the same truth for both rules
         rows = {}
         for rule, nlist_of in RULES.items():
-            rows[rule] = measure(docs, queries, nlist_of(n) if nlist_of else None, args.recall_queries,
-                                 tuple(args.fetch))
+            rows[rule] = measure(docs, queries, nlist_of(n) if nlist_of else None, exact, tuple(args.fetch))
             for r in rows[rule]:
                 print(f"| {n:,} | {rule} | {r['nlist']:,} | {r['index_cpu_s']} | {100 * r['fetch']} "
                       f"| {r['search_cpu_s'] + r['rescore_cpu_s']:.1f} ({r['search_ms_per_query']}) "

@@ -8,16 +8,16 @@ from a hash of the text: no model, so the non-encoding path is what is measured)
 
 Stages: load, encode (dense: ``DenseRetriever.embed``), index (approximate dense: FAISS
 ``build_index``; exact search builds none; BM25: ``BM25Retriever.index``, tokenising
-included), search (the rest
-of ``miner.candidates``: search, positives' scores, saving the candidates), select,
-export. An approximate index's row also keeps the mining report's ``search_quality`` (its
-recall against exact search on 1,000 sampled queries; the fake encoder's vectors are
-random, so it says little about a real corpus's). encode / index / search are told apart by timing hardneg's own functions as
+included), search (the rest of ``miner.candidates``: search, positives' scores, saving the
+candidates), select, export. encode / index / search are told apart by timing hardneg's own functions as
 ``miner.candidates`` calls them (wrappers that only read the clock and the RSS high-water
 mark); CPU seconds (all threads) beside wall seconds, the steadier figure on a shared
 machine. Peak RSS per stage: the process's high-water mark (VmHWM), reset when the stage
 starts; it counts memory-mapped pages the stage touched. "model" = the process's RSS
-after importing hardneg, numpy, FAISS and building the fake encoder (no model here).
+after importing hardneg, numpy, FAISS and building the fake encoder (no model here). An
+approximate index's row also keeps the mining report's ``search_quality`` (its recall against
+exact search on 1,000 sampled queries; the fake encoder's vectors are random, so it says
+little about a real corpus's).
 
 Data: synthetic, made once per size under bench/out/scale/: documents of 20-80 Zipf
 words (bench/bm25_memory.py's generator), query q's positive is document
