@@ -22,7 +22,7 @@ import numpy as np
 from hardneg.atomic import atomic_path
 from hardneg.candidates import EMPTY
 from hardneg.errors import HardnegError
-from hardneg.report import read_report_file, signed, stage_rows
+from hardneg.report import read_report_file, search_quality_text, signed, stage_rows
 from hardneg.store import RunDir, write_json
 
 logger = logging.getLogger(__name__)
@@ -285,6 +285,7 @@ def _head(report: dict) -> list[str]:
         f"<h1>hardneg mining report</h1><p>{esc(str(report.get('data')))}<br>method "
         f"<b>{esc(str(report.get('method')))}</b>, "
         f"depth {report.get('depth')}, {report.get('n_queries')} queries, {report.get('n_docs')} documents</p>",
+        *([f"<p>index {esc(search_quality_text(report['search_quality']))}</p>"] if report.get("search_quality") else []),
     ]
 
 

@@ -267,7 +267,14 @@ def test_compressed_index_float16_and_budget_run_as_asked(tmp_path, tiny_dir, ti
     assert main(["-q", "mine", str(tiny_dir), "--model", tiny_model, "--precision", "fp32", "--index", "ivf-sq8",
                  "--nlist", "2", "--nprobe", "1", "--recall-queries", "9", "--embedding-dtype", "float16",
                  "--memory-budget", "64MB", "--output", str(tmp_path / "a.jsonl"), "--run-dir", str(run)]) == 0
-    quality = json.loads((run / "report.json").read_text())["search_quality"]
+    report = json.loads((run / "report.json").read_text())
+    quality = report["search_quality"]
     assert quality["index"] == "ivf-sq8" and quality["queries"] == 9 and 0 <= quality["recall_vs_exact"] <= 1
+    # what ran is what was asked, and what was left to defaults is written out
+    assert quality["parameters"] == {"nlist": 2, "nprobe": 1, "train_sample": report["n_docs"], "refine_factor": 2}
+    assert main(["-q", "report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert (f"index ivf-sq8 (nlist 2, nprobe 1, refine factor 2, train sample {report['n_docs']}): recall@"
+            in page)
     stored = [np.load(p, mmap_mode="r") for p in sorted((run / "embeddings").glob("*.npy"))]
     assert len(stored) == 2 and all(a.dtype == np.float16 for a in stored)

@@ -13,7 +13,7 @@ from hardneg.retrieve.dense import DenseRetriever
 from hardneg.retrieve.exact import exact_scores
 from hardneg.retrieve.memory_plan import BlockPlan, block_plan, default_doc_shard, parse_bytes
 from hardneg.retrieve.recall import recall_against_exact, sample_queries
-from hardneg.retrieve.search import IndexConfig, default_nlist, default_pq_m, training_rows
+from hardneg.retrieve.search import IndexConfig, default_nlist, default_pq_m, index_parameters, training_rows
 from hardneg.store import RunDir
 
 
@@ -111,7 +111,10 @@ def test_the_report_states_the_recall_of_an_approximate_index_against_exact_nump
     found = result.candidates.doc_ids[rows]
     hand = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist())])
     quality = result.report.search_quality
-    assert quality == {"index": kind, "depth": 10, "queries": 15, "recall_vs_exact": pytest.approx(hand, abs=1e-6)}
+    ran = ({"hnsw_m": 32, "ef_construction": 200, "ef_search": 256} if kind == "hnsw" else
+           {"nlist": 8, "nprobe": 1, "train_sample": len(encoder.docs), **({"pq_m": 4} if kind == "ivf-pq" else {})})
+    assert quality == {"index": kind, "parameters": {**ran, "refine_factor": 1}, "depth": 10, "queries": 15,
+                       "recall_vs_exact": pytest.approx(hand, abs=1e-6)}
     assert 0.2 < hand < 1.0 or kind == "hnsw"  # nprobe 1 of 8 cells misses some: the figure is not trivially 1
     # scores of the approximate candidates are the exact kernel's, best first
     ids = result.candidates.doc_ids
@@ -119,7 +122,22 @@ def test_the_report_states_the_recall_of_an_approximate_index_against_exact_nump
     # saved with the candidates: a rerun that reuses them reports it again
     again = Miner(DenseRetriever(encoder, index), depth=10, run_dir=tmp_path / "run", show_progress=False).mine(data)
     assert again.reused_candidates and again.report.search_quality == quality
-    assert f"{kind}: recall@10 against exact search" in again.report.format_table()
+    shown = ", ".join(f"{name.replace('_', ' ')} {quality['parameters'][name]}" for name in sorted(quality["parameters"]))
+    assert f"{kind} ({shown}): recall@10 against exact search {quality['recall_vs_exact']:.4f}" in again.report.format_table()
+
+
+def test_the_report_records_the_index_parameters_with_every_default_resolved():
+    # ivf-pq on 8.8 M x 384: nlist capped at 4,096, trained on 39 x 4,096 documents, 384 / 8 = 48 bytes a code
+    assert index_parameters(IndexConfig(kind="ivf-pq"), 8_800_000, 384) == {
+        "nlist": 4096, "nprobe": 32, "train_sample": 159_744, "pq_m": 48, "refine_factor": 2}
+    # 1,000 documents: nlist = 1000 // 39 = 25 cells, so nprobe 64 visits all 25; all documents train it
+    assert index_parameters(IndexConfig(kind="ivf", nprobe=64, refine_factor=3), 1000, 8) == {
+        "nlist": 25, "nprobe": 25, "train_sample": 1000, "refine_factor": 3}
+    assert index_parameters(IndexConfig(kind="ivf-sq8", nlist=10, train_sample=777), 10**6, 384) == {
+        "nlist": 10, "nprobe": 10, "train_sample": 777, "refine_factor": 2}
+    assert index_parameters(IndexConfig(kind="hnsw", ef_search=64), 10, 4) == {
+        "hnsw_m": 32, "ef_construction": 200, "ef_search": 64, "refine_factor": 2}
+    assert index_parameters(IndexConfig(), 10**6, 384) == {}  # exact search has nothing to tune
 
 
 def test_an_approximate_index_finds_refine_factor_times_depth_and_keeps_the_exactly_best():

@@ -17,7 +17,7 @@ from hardneg.execute import Executor, ShardWork
 from hardneg.retrieve.encoder import Encoder
 from hardneg.retrieve.exact import exact_scores, order_by_score_then_id
 from hardneg.retrieve.memory_plan import BlockPlan, block_plan, default_doc_shard
-from hardneg.retrieve.search import IndexConfig, build_index, search
+from hardneg.retrieve.search import IndexConfig, build_index, index_parameters, search
 from hardneg.store import RunDir, fingerprint, load_npy, sharded_compute, texts_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class DenseRetriever:
             doc_ids, scores = order_by_score_then_id(found, exact_scores(queries, docs, found))
             doc_ids, scores = doc_ids[:, :depth], scores[:, :depth]  # the best of the refined candidates
             quality = measure_recall(self.index.kind, docs, queries, doc_ids, sample=self.index.recall_queries,
-                                     shard_size=plan.doc_shard, block_size=plan.query_block)
+                                     shard_size=plan.doc_shard, block_size=plan.query_block,
+                                     parameters=index_parameters(self.index, *docs.shape))
             logger.info("%s recall@%d against exact search: %.4f (%d sampled queries)", self.index.kind, depth,
                         quality["recall_vs_exact"], quality["queries"])
         return Candidates.from_single(

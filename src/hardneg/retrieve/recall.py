@@ -33,10 +33,11 @@ def sample_queries(n_queries: int, size: int, seed: int = 0) -> np.ndarray:
 
 def measure_recall(
     kind: str, doc_embeddings: np.ndarray, query_embeddings: np.ndarray, approx_ids: np.ndarray, *,
-    sample: int, shard_size: int, block_size: int,
+    sample: int, shard_size: int, block_size: int, parameters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The mining report's ``search_quality``: recall@depth of ``approx_ids`` against exact flat search,
-    on ``sample`` seeded queries."""
+    on ``sample`` seeded queries, with the index's ``parameters`` (``nlist``, ``nprobe``, ...) that
+    found them."""
     from hardneg.retrieve.sharded_search import search_sharded
 
     rows = sample_queries(len(query_embeddings), sample)
@@ -44,4 +45,5 @@ def measure_recall(
     exact_ids, _ = search_sharded(doc_embeddings, np.asarray(query_embeddings[rows], np.float32), depth,
                                   shard_size=shard_size, block_size=block_size, show_progress=False)
     recall = recall_against_exact(approx_ids[rows], exact_ids)
-    return {"index": kind, "depth": depth, "queries": len(rows), "recall_vs_exact": round(recall, 6)}
+    return {"index": kind, "parameters": dict(parameters or {}), "depth": depth, "queries": len(rows),
+            "recall_vs_exact": round(recall, 6)}

@@ -147,6 +147,23 @@ def ivf_index(faiss, doc_embeddings: np.ndarray, config: IndexConfig):
     return index
 
 
+def index_parameters(config: IndexConfig, n_docs: int, dim: int) -> dict[str, int]:
+    """What an approximate index of ``config.kind`` runs with on ``n_docs`` x ``dim`` embeddings, every
+    default resolved as :func:`build_index` resolves it: the mining report records it beside the recall
+    it bought, so a user can tell which setting to change (empty for ``flat``, which has none)."""
+    if config.exact:
+        return {}
+    if config.kind == "hnsw":
+        found = {"hnsw_m": config.hnsw_m, "ef_construction": config.ef_construction, "ef_search": config.ef_search}
+    else:
+        nlist = config.nlist or default_nlist(n_docs)
+        found = {"nlist": nlist, "nprobe": min(config.nprobe, nlist),
+                 "train_sample": training_size(n_docs, nlist, config.train_sample)}
+        if config.kind == "ivf-pq":
+            found["pq_m"] = config.pq_m or default_pq_m(dim)
+    return {**found, "refine_factor": config.refine_factor}
+
+
 def default_nlist(n_docs: int) -> int:
     """IVF cells for ``n_docs`` documents: ``4 sqrt(n_docs)``, at most ``n_docs / 39`` and :data:`NLIST_CAP`.
 
@@ -170,9 +187,14 @@ def default_pq_m(dim: int) -> int:
     return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
 
 
+def training_size(n_docs: int, nlist: int, sample: int | None) -> int:
+    """Documents an IVF index trains on: ``sample``, default ``max(39 * nlist, 50,000)``, at most all."""
+    return min(n_docs, sample if sample is not None else max(39 * nlist, 50_000))
+
+
 def training_rows(n_docs: int, nlist: int, sample: int | None, seed: int = 0) -> np.ndarray:
-    """Sorted rows an IVF index trains on: ``sample`` of them, default ``max(39 * nlist, 50,000)``, at most all."""
-    size = min(n_docs, sample if sample is not None else max(39 * nlist, 50_000))
+    """Sorted rows an IVF index trains on: :func:`training_size` of them, a seeded sample."""
+    size = training_size(n_docs, nlist, sample)
     if size >= n_docs:
         return np.arange(n_docs)
     return np.sort(np.random.default_rng(seed).choice(n_docs, size, replace=False))
