@@ -1,7 +1,7 @@
 """The Ray engine's scenarios, run in ONE process on ONE local Ray cluster (then a simulated two-node one).
 
-``test_ray_engine.py`` starts this script inside a private network namespace (``unshare -n``,
-loopback only) and asserts on what it writes: ``OUT/results.json`` (one entry per scenario,
+``test_ray_engine.py`` starts this script inside a private network namespace (loopback only)
+and PID namespace (``unshare --net --pid``) and asserts on what it writes: ``OUT/results.json`` (one entry per scenario,
 or the error it raised) and the files each scenario leaves under ``OUT/<scenario>/``.
 
     python ray_scenarios.py OUT MINILM_PATH TINY_BI_ENCODER_PATH

@@ -4,6 +4,10 @@ Ray runs in ONE subprocess for the whole module (``ray_scenarios.py``: one local
 then a simulated two-node one), inside a private network namespace where only loopback
 exists, so no Ray process can reach any other address. Each test asserts on what one
 scenario left behind.
+
+The namespace is a private PID namespace too: when the subprocess ends — or is killed at the
+timeout — the kernel ends every process in it, so no Ray daemon (raylet, dashboard agent,
+runtime-env agent) outlives the tests.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ pytest.importorskip("ray", reason="the Ray tests need the [ray] extra (pip insta
 HERE = Path(__file__).resolve().parent
 
 
+# a private network namespace (loopback only) and PID namespace (its processes end with its first);
+# --kill-child ends that first process when unshare itself is killed
+NAMESPACE = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
 def namespace_problem() -> str | None:
-    """Why a private network namespace cannot be made here, or None."""
+    """Why the private namespaces cannot be made here, or None."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare or ip is not installed"
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    return None if probe.returncode == 0 else f"unshare -n failed: {probe.stderr.strip()}"
+    probe = subprocess.run([*NAMESPACE, "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"{' '.join(NAMESPACE)} failed: {probe.stderr.strip()}"
 
 
 # All scenarios take ~75 s on 2 quiet cores; 900 s ran out while two training runs shared them (session 24)
@@ -47,7 +56,7 @@ def scenarios(tmp_path_factory, minilm_path, tiny_model):
     script = f"ip link set lo up && exec {sys.executable} {HERE / 'ray_scenarios.py'} {out} {minilm_path} {tiny_model}"
     results_file = out / "results.json"
     try:
-        done = subprocess.run(["unshare", "-n", "sh", "-c", script], env=env, capture_output=True, text=True,
+        done = subprocess.run([*NAMESPACE, "sh", "-c", script], env=env, capture_output=True, text=True,
                               timeout=SCENARIOS_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         finished = json.loads(results_file.read_text()) if results_file.exists() else {}
