@@ -159,6 +159,24 @@ def test_token_budget_batches_bound_padded_tokens():
     assert [sorted(lengths[b].tolist(), reverse=True) for b in batches] == [[256, 256], [200, 100], [30, 12, 10, 8]]
 
 
+def test_encoding_hands_freed_heap_back_every_16_batches_and_the_embeddings_do_not_change(monkeypatch, tiny_model):
+    import hardneg.runtime as runtime
+    from hardneg.retrieve.encoder import SentenceTransformerEncoder
+
+    texts = [f"package number {i} does thing {i % 7}" for i in range(40)]
+    encoder = SentenceTransformerEncoder(tiny_model, batch_size=1, precision="fp32")  # 40 batches of one text
+    plain = encoder.encode_documents(texts, show_progress=False)
+    calls = []
+    monkeypatch.setattr(runtime, "release_free_heap", lambda: calls.append(1))
+    again = encoder.encode_documents(texts, show_progress=False)
+    assert len(calls) == 40 // runtime.TRIM_EVERY_BATCHES == 2
+    np.testing.assert_array_equal(again, plain)
+    # on glibc (these machines) the real call exists and runs
+    assert runtime._malloc_trim() is not None
+    monkeypatch.undo()
+    runtime.release_free_heap()
+
+
 def test_hybrid_encodes_each_text_once(tiny_train, fake_encoder):
     HybridRetriever(BM25Retriever(), DenseRetriever(fake_encoder)).retrieve(tiny_train, 10, show_progress=False)
     assert fake_encoder.texts_encoded == len(tiny_train.corpus) + len(tiny_train.queries)
