@@ -183,10 +183,10 @@ class MiningReport:
 
 def search_quality_text(quality: dict[str, Any]) -> str:
     """The report's line on an approximate index: its kind, the parameters it ran with and the recall
-    they bought, e.g. ``ivf-pq (nlist 52, nprobe 32, pq m 48, refine factor 2, train sample 2000):
-    recall@100 against exact search 0.9553 (1000 sampled queries)``; parameters by name, so a report read
-    back from saved candidates reads the same. Reports written before the parameters were recorded have
-    none to show."""
+    they bought, e.g. on the bundled sample ``ivf-pq (nlist 51, nprobe 32, pq m 48, refine factor 2,
+    train sample 2000): recall@100 against exact search 0.9557 (1000 sampled queries)``. Parameters
+    by name, so a report read back from saved candidates reads the same; reports written before the
+    parameters were recorded have none to show."""
     parameters = quality.get("parameters") or {}
     shown = " (" + ", ".join(f"{name.replace('_', ' ')} {parameters[name]}" for name in sorted(parameters)) + ")"
     return (f"{quality['index']}{shown if parameters else ''}: recall@{quality['depth']} against exact search "
