@@ -117,7 +117,8 @@ def build_index(doc_embeddings: np.ndarray, config: IndexConfig):
 def ivf_index(faiss, doc_embeddings: np.ndarray, config: IndexConfig):
     """An empty, trained IVF index of ``config.kind`` (``ivf``, ``ivf-pq``, ``ivf-sq8``), on a GPU where FAISS has one."""
     n, dim = doc_embeddings.shape
-    nlist = config.nlist or default_nlist(n)
+    resolved = index_parameters(config, n, dim)  # what the mining report records is what is built here
+    nlist = resolved["nlist"]
     if nlist > n:
         raise HardnegError(f"IVF needs nlist <= n_docs; got nlist={nlist} for {n} documents. Lower --nlist.")
     quantizer = faiss.IndexFlatIP(dim)
@@ -127,14 +128,14 @@ def ivf_index(faiss, doc_embeddings: np.ndarray, config: IndexConfig):
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                               faiss.METRIC_INNER_PRODUCT)
     else:
-        m = config.pq_m or default_pq_m(dim)
+        m = resolved["pq_m"]
         if dim % m:
             raise HardnegError(f"--pq-m must divide the embedding width {dim}; got {m}. Try {default_pq_m(dim)}.")
         if n < 256:
             raise HardnegError(f"ivf-pq trains 256 centroids per sub-quantiser and needs at least 256 documents; "
                                f"got {n}. Use --index flat (exact) for a corpus this small.")
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    index.nprobe = min(config.nprobe, nlist)
+    index.nprobe = resolved["nprobe"]
     rows = training_rows(n, nlist, config.train_sample)
     if config.kind == "ivf-pq" and len(rows) < PQ_WELL_TRAINED:
         # FAISS would print its own warning once per sub-quantiser (48 lines at 384 wide): say it once, here
@@ -149,7 +150,7 @@ def ivf_index(faiss, doc_embeddings: np.ndarray, config: IndexConfig):
 
 def index_parameters(config: IndexConfig, n_docs: int, dim: int) -> dict[str, int]:
     """What an approximate index of ``config.kind`` runs with on ``n_docs`` x ``dim`` embeddings, every
-    default resolved as :func:`build_index` resolves it: the mining report records it beside the recall
+    default resolved: :func:`ivf_index` builds from it, and the mining report records it beside the recall
     it bought, so a user can tell which setting to change (empty for ``flat``, which has none)."""
     if config.exact:
         return {}
